@@ -1,0 +1,70 @@
+# Two commands do everything on a fresh machine: `make reproduce` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+SCALE ?= shapes
+SEEDS ?= 1
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+SEED_LIST := [$(shell seq -s ', ' 0 $$(( $(SEEDS) - 1 )))]
+# pip lists every local index it skips; those lines say nothing a user needs.
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: reproduce test book notebooks data venv smoke-notebook lint clean
+
+reproduce: venv data  ## generate data, train what is missing, execute notebooks, build the book
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory notebooks ALLOW_TRAINING=true; \
+	$(MAKE) --no-print-directory build-book; \
+	echo "make reproduce (scale $(SCALE), seeds $(SEED_LIST)) took $$(( $$(date +%s) - start )) s"
+
+test: venv  ## lint, unit and integration tests, nbval over the executed smoke notebook
+	$(VENV)/bin/ruff check mlc tests
+	$(PY) -m pytest --nbval-lax tests
+
+book: venv  ## re-execute the notebooks from the results that exist (no training) and build
+	$(MAKE) --no-print-directory notebooks ALLOW_TRAINING=false
+	$(MAKE) --no-print-directory build-book
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[book,test]" 2>&1 | $(QUIET_PIP)
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+data: venv  ## the scale's data set (generated for smoke and shapes; COCO must be downloaded)
+ifeq ($(SCALE),coco)
+	@test -f data/coco/annotations/instances_val2017.json || { echo "COCO 2017 is not under data/coco: see README.md"; exit 1; }
+else
+	$(PY) -m mlc data $(SCALE)
+endif
+
+ALLOW_TRAINING ?= false
+notebooks: venv
+	@for nb in $(NOTEBOOKS); do \
+	  out=book/$$(basename $$nb); t0=$$(date +%s); \
+	  echo "executing $$nb -> $$out (scale $(SCALE), seeds $(SEED_LIST), training $(ALLOW_TRAINING))"; \
+	  $(VENV)/bin/papermill --cwd notebooks $$nb $$out --log-output --no-progress-bar \
+	    -y "{scale: $(SCALE), seeds: $(SEED_LIST), allow_training: $(ALLOW_TRAINING)}" > /dev/null; \
+	  echo "  done in $$(( $$(date +%s) - t0 )) s"; \
+	done
+
+build-book: venv
+	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going
+	@echo "the book: book/_build/html/index.html"
+
+smoke-notebook: venv  ## regenerate the executed smoke notebook that nbval checks in make test
+	tmp=$$(mktemp -d); MLC_RUNS=$$tmp/runs MLC_RESULTS=$$tmp/results MLC_DATA=$$tmp/data \
+	  $(VENV)/bin/papermill --cwd notebooks notebooks/baselines.ipynb tests/notebooks/baselines.smoke.ipynb \
+	  --no-progress-bar -y "{scale: smoke, seeds: [0]}"
+
+lint: venv
+	$(VENV)/bin/ruff check mlc tests
+
+clean:  ## remove the built book and executed notebooks (not runs, data or the venv)
+	rm -rf book/_build book/*.ipynb

@@ -1,0 +1,178 @@
+"""What a run is: a detector, a scale, a schedule and a seed, resolved into one hashable config.
+
+A scale fixes the data, backbone, image size and batch; a schedule fixes epochs and learning
+rate drops (the paper's `ablation` and `final` schedules keep their epoch counts at every
+scale, and the generated set is sized so that a run takes minutes on a CPU). Every field
+that can change a result is in `RunConfig`, and the run's folder is named by its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from mlc.data.shapes import ShapesSpec
+
+DETECTORS = ("fcos", "fcos_minus", "retinanet", "rpn")
+BACKBONES = ("resnet50", "tiny")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Epochs, the epochs after which the lr drops x0.1, and a linear warmup in iterations."""
+
+    epochs: int
+    lr_steps: tuple[int, ...]
+    warmup_iters: int
+    warmup_factor: float = 0.001
+
+
+# The paper (Sec. 4.1): ablations 19 epochs, drops at 16 and 18; final 24, drops at 18 and 22.
+SCHEDULES = {
+    "ablation": Schedule(epochs=19, lr_steps=(16, 18), warmup_iters=500),
+    "final": Schedule(epochs=24, lr_steps=(18, 22), warmup_iters=500),
+    "smoke": Schedule(epochs=2, lr_steps=(1,), warmup_iters=2),
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Data, model size and batch of one scale."""
+
+    data: str  # "coco" or a generated set's name under data/
+    backbone: str
+    fpn_channels: int
+    head_convs: int
+    min_size: int
+    max_size: int
+    batch_size: int  # global, over all processes
+    schedule: str
+    warmup_iters: int | None = None  # overrides the schedule's warmup at this scale
+    shapes: ShapesSpec | None = None
+    tiny_widths: tuple[int, int, int, int] = (16, 32, 64, 128)  # the tiny backbone's stages
+
+
+SCALES = {
+    "smoke": Scale(data="smoke", backbone="tiny", fpn_channels=64, head_convs=1, min_size=64,
+                   max_size=64, batch_size=4, schedule="smoke", tiny_widths=(8, 16, 32, 64),
+                   shapes=ShapesSpec(num_train=8, num_val=4, image_size=64, max_objects=3,
+                                     min_size=12, max_size=40, distractors=1)),
+    "shapes": Scale(data="shapes", backbone="tiny", fpn_channels=32, head_convs=2, min_size=128,
+                    max_size=128, batch_size=8, schedule="ablation", warmup_iters=100,
+                    shapes=ShapesSpec()),
+    "coco": Scale(data="coco", backbone="resnet50", fpn_channels=256, head_convs=4,
+                  min_size=800, max_size=1333, batch_size=16, schedule="ablation"),
+}
+
+# Base learning rate at a global batch of 16 (MMDetection's configs), scaled linearly.
+BASE_LR = {"fcos": 0.01, "fcos_minus": 0.01, "retinanet": 0.01, "rpn": 0.02}
+# MMDetection clips FCOS's gradients at norm 35; the others are not clipped.
+GRAD_CLIP = {"fcos": 35.0, "fcos_minus": 35.0, "retinanet": None, "rpn": None}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's result. Build with `make_config`."""
+
+    detector: str
+    scale: str = "shapes"
+    schedule: str = "ablation"
+    seed: int = 0
+    epochs: int = 19
+    lr_steps: tuple[int, ...] = (16, 18)
+    warmup_iters: int = 500
+    warmup_factor: float = 0.001
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    grad_clip: float | None = None
+    amp: bool = True
+    pretrained: bool = True
+    center_sampling_radius: float | None = None
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    topk_candidates: int = 1000
+    detections_per_img: int = 100
+    proposals_per_img: int = 1000
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def scale_spec(self) -> Scale:
+        return SCALES[self.scale]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def short_hash(self) -> str:
+        """Eight hex digits of the config's canonical JSON: the run's identity."""
+        blob = json.dumps(self.to_json(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    @property
+    def name(self) -> str:
+        return f"{self.detector}-{self.short_hash()}"
+
+    def run_dir(self, runs_root: Path) -> Path:
+        return Path(runs_root) / self.scale / self.name
+
+
+class ConfigError(ValueError):
+    """A run was asked for with a value that is not allowed; the message lists what is."""
+
+
+def _check_choice(what: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {what} {value!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def make_config(detector: str, scale: str = "shapes", schedule: str | None = None,
+                seed: int = 0, **overrides) -> RunConfig:
+    """A RunConfig with the scale's and schedule's defaults, then `overrides` on top."""
+    _check_choice("detector", detector, DETECTORS)
+    _check_choice("scale", scale, SCALES)
+    sc = SCALES[scale]
+    schedule = schedule or sc.schedule
+    _check_choice("schedule", schedule, SCHEDULES)
+    sched = SCHEDULES[schedule]
+    cfg = RunConfig(
+        detector=detector, scale=scale, schedule=schedule, seed=seed,
+        epochs=sched.epochs, lr_steps=sched.lr_steps,
+        warmup_iters=sc.warmup_iters if sc.warmup_iters is not None else sched.warmup_iters,
+        warmup_factor=sched.warmup_factor, batch_size=sc.batch_size,
+        lr=BASE_LR[detector] * sc.batch_size / 16, grad_clip=GRAD_CLIP[detector],
+        pretrained=sc.backbone == "resnet50",
+    )
+    known = {f.name for f in fields(RunConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    if "lr_steps" in overrides:
+        overrides["lr_steps"] = tuple(overrides["lr_steps"])
+    cfg = replace(cfg, **overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Reject a config that cannot train, before any work is done."""
+    _check_choice("detector", cfg.detector, DETECTORS)
+    _check_choice("scale", cfg.scale, SCALES)
+    _check_choice("schedule", cfg.schedule, SCHEDULES)
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
+    if any(not 0 < s <= cfg.epochs for s in cfg.lr_steps):
+        raise ConfigError(f"lr_steps {cfg.lr_steps} must lie in 1..epochs ({cfg.epochs})")
+    if cfg.batch_size < 1 or cfg.lr <= 0:
+        raise ConfigError(f"batch_size and lr must be positive, got {cfg.batch_size}, {cfg.lr}")
+
+
+def config_from_json(data: dict) -> RunConfig:
+    """The RunConfig stored in a run's config.json."""
+    data = dict(data)
+    data["lr_steps"] = tuple(data["lr_steps"])
+    cfg = RunConfig(**data)
+    validate(cfg)
+    return cfg

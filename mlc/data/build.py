@@ -1,0 +1,37 @@
+"""Data sets by scale: the generated `smoke` and `shapes` sets, or COCO 2017 under data/coco."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlc.config import SCALES
+from mlc.data.coco import CocoDetection, Split
+from mlc.data.shapes import generate
+
+COCO_HELP = ("COCO 2017 is expected as downloaded from https://cocodataset.org: unzip "
+             "train2017.zip, val2017.zip and annotations_trainval2017.zip into {root}, giving "
+             "{root}/train2017/, {root}/val2017/ and {root}/annotations/instances_*2017.json")
+
+
+def splits(scale: str, data_root: Path, generate_missing: bool = True) -> tuple[Split, Split]:
+    """Train and val splits of a scale's data, generating a synthetic set if it is missing."""
+    sc = SCALES[scale]
+    root = Path(data_root) / sc.data
+    if sc.shapes is not None:
+        if generate_missing:
+            generate(sc.shapes, root)
+        return tuple(Split(root / s, root / "annotations" / f"instances_{s}.json")
+                     for s in ("train", "val"))
+    out = tuple(Split(root / f"{s}2017", root / "annotations" / f"instances_{s}2017.json")
+                for s in ("train", "val"))
+    for split in out:
+        if not split.annotations.exists() or not split.images.is_dir():
+            raise FileNotFoundError(f"{split.annotations} or {split.images} is missing. "
+                                    + COCO_HELP.format(root=root))
+    return out
+
+
+def datasets(scale: str, data_root: Path, seed: int) -> tuple[CocoDetection, CocoDetection]:
+    """Training set (with flips, images without boxes skipped) and validation set."""
+    train, val = splits(scale, data_root)
+    return CocoDetection(train, train=True, seed=seed), CocoDetection(val, train=False)

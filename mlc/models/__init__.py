@@ -1,0 +1,78 @@
+"""Build a detector from a RunConfig: FCOS, FCOS-, RetinaNet or RPN on the scale's backbone."""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+from mlc.config import RunConfig
+from mlc.models.backbone import resnet50_fpn, tiny_fpn
+from mlc.models.dense import InferenceSettings
+from mlc.models.fcos import FCOSDetector, FCOSHeadMLC
+from mlc.models.retinanet import RetinaNetDetector, RetinaNetHeadMLC
+from mlc.models.rpn import ProposalNetwork, ProposalRPN
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def _strides(cfg: RunConfig) -> tuple[int, ...]:
+    """Strides of the five FPN levels: P3-P7 (P2-P6 for RPN) on ResNet-50, P2-P6 on tiny."""
+    if cfg.scale_spec.backbone == "resnet50" and cfg.detector != "rpn":
+        return (8, 16, 32, 64, 128)
+    return (4, 8, 16, 32, 64)
+
+
+def anchor_generator(cfg: RunConfig) -> AnchorGenerator:
+    """Anchors per detector: FCOS one point per location (size = stride); RetinaNet 3 octaves x 3
+    ratios at 4x stride (32-512 on COCO); RPN one size x 3 ratios (8x stride on COCO, 4x on the
+    small generated images)."""
+    strides = _strides(cfg)
+    if cfg.detector in ("fcos", "fcos_minus"):
+        return AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
+    ratios = ((0.5, 1.0, 2.0),) * len(strides)
+    if cfg.detector == "retinanet":
+        sizes = tuple(tuple(4 * s * 2 ** (i / 3) for i in range(3)) for s in strides)
+        return AnchorGenerator(sizes, ratios)
+    base = 8 if cfg.scale_spec.backbone == "resnet50" else 4
+    return AnchorGenerator(tuple((base * s,) for s in strides), ratios)
+
+
+def build_backbone(cfg: RunConfig) -> tuple[nn.Module, str]:
+    """The scale's backbone with FPN, and how it was initialised."""
+    sc = cfg.scale_spec
+    if sc.backbone == "resnet50":
+        return resnet50_fpn(cfg.pretrained, "p2p6" if cfg.detector == "rpn" else "p3p7",
+                            sc.fpn_channels)
+    return tiny_fpn(sc.tiny_widths, sc.fpn_channels), "random"
+
+
+def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
+    """The detector of `cfg` and a dict describing it (backbone init, parameter count)."""
+    sc = cfg.scale_spec
+    backbone, init = build_backbone(cfg)
+    anchors = anchor_generator(cfg)
+    settings = InferenceSettings(cfg.score_thresh, cfg.topk_candidates, cfg.nms_thresh,
+                                 cfg.detections_per_img)
+    if cfg.detector in ("fcos", "fcos_minus"):
+        head = FCOSHeadMLC(backbone.out_channels, num_classes, sc.head_convs,
+                           centerness=cfg.detector == "fcos")
+        model = FCOSDetector(backbone, head, anchors, settings, sc.min_size, sc.max_size,
+                             cfg.center_sampling_radius)
+    elif cfg.detector == "retinanet":
+        head = RetinaNetHeadMLC(backbone.out_channels, anchors.num_anchors_per_location()[0],
+                                num_classes)
+        model = RetinaNetDetector(backbone, head, anchors, settings, sc.min_size, sc.max_size)
+    else:
+        rpn = ProposalRPN(
+            anchors, RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
+            fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
+            pre_nms_top_n={"training": 2000, "testing": cfg.proposals_per_img},
+            post_nms_top_n={"training": 1000, "testing": cfg.proposals_per_img}, nms_thresh=0.7,
+        )
+        transform = GeneralizedRCNNTransform(sc.min_size, sc.max_size, IMAGENET_MEAN, IMAGENET_STD)
+        model = ProposalNetwork(backbone, rpn, transform)
+    info = {"backbone": sc.backbone, "backbone_init": init,
+            "parameters": sum(p.numel() for p in model.parameters())}
+    return model, info

@@ -1,0 +1,119 @@
+"""What FCOS and RetinaNet share: per-anchor training targets, their losses, and post-processing.
+
+The heads build a `DenseTargets` (which anchors are positive for classification, which are
+negative, which are positive for localization, and each one's loss weight) and the losses
+read only that, so a labeling rule other than the detector's own (mutual labeling) changes
+the sets and weights, never the loss code. Losses are normalised by the number of positives
+over the whole global batch (all processes), as MMDetection does, so that a DDP step equals
+the single-process step on the same images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
+
+
+@dataclass
+class DenseTargets:
+    """Training targets of every anchor of a batch, each tensor [N, A] (boxes [N, A, 4])."""
+
+    labels: Tensor  # class index of the matched object, -1 where none
+    boxes: Tensor  # the matched object's box (undefined where none)
+    cls_pos: Tensor  # positive for classification
+    cls_neg: Tensor  # negative for classification (neither set: ignored)
+    loc_pos: Tensor  # positive for localization
+    cls_weight: Tensor
+    loc_weight: Tensor
+
+
+def baseline_targets(targets: list[dict[str, Tensor]], matched_idxs: list[Tensor]) -> DenseTargets:
+    """The detector's own labels from matched indices (>= 0 object, -1 background, -2 ignored)."""
+    labels, boxes = [], []
+    for t, m in zip(targets, matched_idxs):
+        if t["boxes"].numel() == 0:
+            labels.append(torch.full_like(m, -1))
+            boxes.append(m.new_zeros((m.numel(), 4), dtype=torch.float32))
+            continue
+        idx = m.clamp(min=0)
+        labels.append(torch.where(m >= 0, t["labels"][idx], -1))
+        boxes.append(t["boxes"][idx])
+    matched = torch.stack(matched_idxs)
+    pos = matched >= 0
+    ones = torch.ones_like(matched, dtype=torch.float32)
+    return DenseTargets(labels=torch.stack(labels), boxes=torch.stack(boxes), cls_pos=pos,
+                        cls_neg=matched == -1, loc_pos=pos, cls_weight=ones, loc_weight=ones)
+
+
+def global_count(mask: Tensor) -> Tensor:
+    """The number of True entries, averaged over processes, at least 1: a loss normaliser."""
+    count = mask.sum().to(torch.float32)
+    if dist.is_available() and dist.is_initialized():
+        count = count.clone()
+        dist.all_reduce(count)
+        count = count / dist.get_world_size()
+    return count.clamp(min=1.0)
+
+
+def focal_classification_loss(cls_logits: Tensor, t: DenseTargets) -> Tensor:
+    """Sigmoid focal loss over positives and negatives, weighted, per classification positive."""
+    valid = t.cls_pos | t.cls_neg
+    onehot = torch.zeros_like(cls_logits)
+    onehot[t.cls_pos, t.labels[t.cls_pos]] = 1.0
+    loss = sigmoid_focal_loss(cls_logits[valid], onehot[valid], reduction="none").sum(-1)
+    return (loss * t.cls_weight[valid]).sum() / global_count(t.cls_pos)
+
+
+def flatten_level(x: Tensor, channels: int) -> Tensor:
+    """(N, A*C, H, W) -> (N, H*W*A, C), the layout torchvision's dense heads use."""
+    n, _, h, w = x.shape
+    return x.view(n, -1, channels, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, channels)
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """MMDetection's test settings for FCOS and RetinaNet."""
+
+    score_thresh: float = 0.05
+    topk_candidates: int = 1000
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+
+
+def select_detections(
+    cls_logits: list[Tensor],
+    box_regression: list[Tensor],
+    anchors: list[Tensor],
+    decode: Callable[[Tensor, Tensor], Tensor],
+    image_shape: tuple[int, int],
+    settings: InferenceSettings,
+    quality: list[Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Detections of one image from per-level outputs ([HWA, C] logits, [HWA, 4] regression).
+
+    As in MMDetection, the score threshold applies to the class probability; boxes are then
+    ranked, suppressed and reported by that probability times the quality (centerness or
+    predicted IoU, given as logits) when there is one.
+    """
+    all_boxes, all_scores, all_labels = [], [], []
+    for level, (logits, reg, anc) in enumerate(zip(cls_logits, box_regression, anchors)):
+        num_classes = logits.shape[-1]
+        prob = torch.sigmoid(logits)
+        rank = prob if quality is None else prob * torch.sigmoid(quality[level]).view(-1, 1)
+        keep = torch.where(prob.flatten() > settings.score_thresh)[0]
+        scores = rank.flatten()[keep]
+        scores, order = scores.topk(min(settings.topk_candidates, scores.numel()))
+        keep = keep[order]
+        anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
+        boxes = clip_boxes_to_image(decode(reg[anchor_idx], anc[anchor_idx]), image_shape)
+        all_boxes.append(boxes)
+        all_scores.append(scores)
+        all_labels.append(keep % num_classes)
+    boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
+    keep = batched_nms(boxes, scores, labels, settings.nms_thresh)[: settings.detections_per_img]
+    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}

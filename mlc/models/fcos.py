@@ -1,0 +1,108 @@
+"""FCOS and FCOS- (no centerness) as subclasses of torchvision's FCOS and FCOSHead.
+
+torchvision's FCOS does the location-to-object assignment (inside the box, on the level
+whose size range admits it, ties to the smallest box); these subclasses replace the loss
+(global positive count, labels from a `DenseTargets`) and the post-processing (MMDetection's
+score rule), and FCOS- drops the centerness layer, its loss and its use at inference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models.detection import FCOS
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.fcos import FCOSHead
+from torchvision.ops import generalized_box_iou_loss
+
+from mlc.models.dense import (
+    DenseTargets,
+    InferenceSettings,
+    baseline_targets,
+    flatten_level,
+    focal_classification_loss,
+    global_count,
+    select_detections,
+)
+
+
+def centerness_targets(anchors: Tensor, boxes: Tensor) -> Tensor:
+    """FCOS's centerness of each anchor point inside its box: sqrt(min/max(l,r) * min/max(t,b))."""
+    cx = (anchors[..., 0] + anchors[..., 2]) / 2
+    cy = (anchors[..., 1] + anchors[..., 3]) / 2
+    lr = torch.stack([cx - boxes[..., 0], boxes[..., 2] - cx], -1).clamp(min=1e-6)
+    tb = torch.stack([cy - boxes[..., 1], boxes[..., 3] - cy], -1).clamp(min=1e-6)
+    return torch.sqrt((lr.min(-1).values / lr.max(-1).values) * (tb.min(-1).values / tb.max(-1).values))
+
+
+class FCOSHeadMLC(FCOSHead):
+    """FCOS's head, with or without the centerness layer, computing the loss from `DenseTargets`."""
+
+    def __init__(self, in_channels: int, num_classes: int, num_convs: int, centerness: bool) -> None:
+        super().__init__(in_channels, 1, num_classes, num_convs)
+        self.centerness = centerness
+        if not centerness:
+            del self.regression_head.bbox_ctrness
+
+    def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
+        reg_head = self.regression_head
+        regression, ctrness = [], []
+        for features in x:
+            tower = reg_head.conv(features)
+            regression.append(flatten_level(F.relu(reg_head.bbox_reg(tower)), 4))
+            if self.centerness:
+                ctrness.append(flatten_level(reg_head.bbox_ctrness(tower), 1))
+        out = {"cls_logits": self.classification_head(x), "bbox_regression": torch.cat(regression, 1)}
+        if self.centerness:
+            out["bbox_ctrness"] = torch.cat(ctrness, 1)
+        return out
+
+    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
+                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
+        return self.dense_loss(baseline_targets(targets, matched_idxs), head_outputs,
+                               torch.stack(anchors))
+
+    def dense_loss(self, t: DenseTargets, out: dict[str, Tensor], anchors: Tensor) -> dict[str, Tensor]:
+        """Focal loss, GIoU loss on decoded boxes and (FCOS) centerness BCE."""
+        pos = t.loc_pos
+        norm = global_count(pos)
+        pred_boxes = self.box_coder.decode(out["bbox_regression"][pos], anchors[pos])
+        giou = generalized_box_iou_loss(pred_boxes, t.boxes[pos], reduction="none")
+        losses = {
+            "classification": focal_classification_loss(out["cls_logits"], t),
+            "bbox_regression": (giou * t.loc_weight[pos]).sum() / norm,
+        }
+        if self.centerness:
+            target = centerness_targets(anchors[pos], t.boxes[pos])
+            bce = F.binary_cross_entropy_with_logits(out["bbox_ctrness"][pos].squeeze(-1), target,
+                                                     reduction="sum")
+            losses["bbox_ctrness"] = bce / norm
+        return losses
+
+
+class FCOSDetector(FCOS):
+    """torchvision's FCOS with MMDetection's post-processing (score x centerness when present)."""
+
+    def __init__(self, backbone: nn.Module, head: FCOSHeadMLC, anchor_generator: AnchorGenerator,
+                 settings: InferenceSettings, min_size: int, max_size: int,
+                 center_sampling_radius: float | None) -> None:
+        radius = float("inf") if center_sampling_radius is None else center_sampling_radius
+        super().__init__(backbone, head.classification_head.num_classes, min_size=min_size,
+                         max_size=max_size, anchor_generator=anchor_generator, head=head,
+                         center_sampling_radius=radius)
+        self.settings = settings
+
+    def postprocess_detections(self, head_outputs: dict[str, list[Tensor]],
+                               anchors: list[list[Tensor]],
+                               image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        quality = head_outputs.get("bbox_ctrness")
+        return [
+            select_detections(
+                [x[i] for x in head_outputs["cls_logits"]],
+                [x[i] for x in head_outputs["bbox_regression"]],
+                anchors[i], self.box_coder.decode, shape, self.settings,
+                quality=None if quality is None else [x[i] for x in quality],
+            )
+            for i, shape in enumerate(image_shapes)
+        ]

@@ -1,0 +1,79 @@
+"""What the notebooks show: runs asked for by config, tables of mean +/- std over seeds, loss
+curves, and a provenance line saying which runs were trained now and which were read."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+
+from mlc.config import RunConfig
+from mlc.runs import get_or_train
+
+
+def collect(configs: Iterable[RunConfig], allow_training: bool = True,
+            device: str | None = None) -> list[dict]:
+    """For each config, {config, record}; record is None for a missing run when training is off."""
+    out = []
+    for cfg in configs:
+        record = get_or_train(cfg, device=device, progress=False, allow_training=allow_training)
+        out.append({"config": cfg, "record": record})
+    return out
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "not run"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.1f}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def summary_table(runs: list[dict], metrics: Iterable[str], label: str = "detector") -> pd.DataFrame:
+    """One row per value of config field `label`: each metric as mean ± sample std over seeds."""
+    metrics = list(metrics)
+    rows: dict[str, dict] = {}
+    for run in runs:
+        key = getattr(run["config"], label)
+        row = rows.setdefault(key, {m: [] for m in metrics} | {"seeds": []})
+        if run["record"] is not None:
+            row["seeds"].append(run["config"].seed)
+            for m in metrics:
+                if m in run["record"]["metrics"]:
+                    row[m].append(run["record"]["metrics"][m])
+    table = pd.DataFrame(
+        {key: {**{m: _mean_std(row[m]) for m in metrics},
+               "seeds": ",".join(map(str, row["seeds"])) or "-"} for key, row in rows.items()}
+    ).T
+    table.index.name = label
+    return table
+
+
+def loss_curves(runs: list[dict]) -> pd.DataFrame:
+    """Per-epoch mean training loss of every finished run, long form."""
+    rows = []
+    for run in runs:
+        if run["record"] is None:
+            continue
+        cfg = run["config"]
+        for point in run["record"]["curve"]:
+            rows.append({"detector": cfg.detector, "seed": cfg.seed, "epoch": point["epoch"],
+                         "loss": point["loss"]})
+    return pd.DataFrame(rows, columns=["detector", "seed", "epoch", "loss"])
+
+
+def provenance_line(runs: list[dict], made_by: str) -> str:
+    """One line under a table or figure: what made it, from which runs, trained now or read."""
+    done = [r["record"] for r in runs if r["record"] is not None]
+    now = sum(r["trained_now"] for r in done)
+    commits = sorted({r["provenance"]["git_commit"][:10] for r in done})
+    dates = sorted({r["provenance"]["date"][:10] for r in done})
+    missing = len(runs) - len(done)
+    scales = sorted({r["config"].scale for r in runs})
+    return (f"Made by {made_by} from {len(done)} run(s) at scale {', '.join(scales)}: "
+            f"{now} trained now, {len(done) - now} read from earlier results"
+            + (f", {missing} not run" if missing else "")
+            + (f"; code {', '.join(commits)}; dated {', '.join(dates)}." if done else "."))
