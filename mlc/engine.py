@@ -203,5 +203,6 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "train_seconds_this_call": round(t_train, 2), "steps_this_call": steps_run,
             "seconds_per_step": round(t_train / steps_run, 4) if steps_run else None,
+            "steps_per_second": round(steps_run / t_train, 3) if steps_run else None,
             "eval_seconds": round(time.perf_counter() - t0, 2), "steps_total": step,
             "train_images": len(train_set), "val_images": len(val_set)}

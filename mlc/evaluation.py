@@ -54,13 +54,15 @@ def _run_cocoeval(dataset: CocoDetection, results: list[dict], use_cats: bool,
 
 
 def detection_metrics(dataset: CocoDetection, results: list[dict]) -> dict[str, float]:
-    """COCO AP, AP50, AP75, APS, APM, APL in percent (0 when there is no detection)."""
+    """COCO AP, AP50, AP75, APS, APM, APL in percent (0 when there is no detection; None for
+    an object size that the validation set does not contain)."""
     if not results:
         return {k: 0.0 for k in DETECTION_METRICS}
     ev = _run_cocoeval(dataset, results, use_cats=True, max_dets=(1, 10, 100))
     with contextlib.redirect_stdout(io.StringIO()):
         ev.summarize()
-    return {k: round(100 * max(float(v), 0.0), 3) for k, v in zip(DETECTION_METRICS, ev.stats[:6])}
+    return {k: None if v == -1 else round(100 * float(v), 3)
+            for k, v in zip(DETECTION_METRICS, ev.stats[:6])}
 
 
 def proposal_metrics(dataset: CocoDetection, results: list[dict]) -> dict[str, float]:

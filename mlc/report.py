@@ -4,6 +4,8 @@ curves, and a provenance line saying which runs were trained now and which were 
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Iterable
 
 import pandas as pd
@@ -14,17 +16,34 @@ from mlc.runs import get_or_train
 
 def collect(configs: Iterable[RunConfig], allow_training: bool = True,
             device: str | None = None) -> list[dict]:
-    """For each config, {config, record}; record is None for a missing run when training is off."""
+    """For each config, {config, record}; record is None for a missing run when training is off.
+
+    One line per run goes to stderr (what was trained, how long it took), which papermill's
+    --log-output shows while `make reproduce` runs.
+    """
     out = []
-    for cfg in configs:
+    configs = list(configs)
+    for i, cfg in enumerate(configs, 1):
+        t0 = time.perf_counter()
         record = get_or_train(cfg, device=device, progress=False, allow_training=allow_training)
+        if record is None:
+            status = "not run (training off)"
+        elif record["trained_now"]:
+            status = f"trained in {time.perf_counter() - t0:.0f} s: {record['metrics']}"
+        else:
+            status = f"read from the {record['source']}"
+        print(f"[{i}/{len(configs)}] {cfg.scale} {cfg.name} seed {cfg.seed}: {status}",
+              file=sys.stderr, flush=True)
         out.append({"config": cfg, "record": record})
     return out
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float | None]) -> str:
     if not values:
         return "not run"
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"  # no object of that size in the validation set
     mean = sum(values) / len(values)
     if len(values) == 1:
         return f"{mean:.1f}"

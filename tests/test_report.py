@@ -1,0 +1,31 @@
+"""Tables and provenance lines the notebooks show."""
+
+from __future__ import annotations
+
+from mlc.config import make_config
+from mlc.report import provenance_line, summary_table
+
+
+def _run(detector, seed, ap, trained_now=True, apl=None):
+    record = {"metrics": {"AP": ap, "APL": apl}, "trained_now": trained_now,
+              "provenance": {"git_commit": "abcdef1234567", "date": "2026-11-26T10:00:00+00:00"}}
+    return {"config": make_config(detector, "smoke", seed=seed), "record": record}
+
+
+def test_mean_and_sample_std_over_seeds():
+    runs = [_run("fcos", 0, 10.0), _run("fcos", 1, 14.0), _run("retinanet", 0, 7.25),
+            {"config": make_config("rpn", "smoke"), "record": None}]
+    table = summary_table(runs, ["AP", "APL"])
+    assert table.loc["fcos", "AP"] == "12.0 ± 2.8"  # std of (10, 14) with n-1 is 2.83
+    assert table.loc["fcos", "seeds"] == "0,1"
+    assert table.loc["retinanet", "AP"] == "7.2"
+    assert table.loc["fcos", "APL"] == "n/a"
+    assert table.loc["rpn", "AP"] == "not run" and table.loc["rpn", "seeds"] == "-"
+
+
+def test_provenance_line_says_what_was_trained_and_what_was_read():
+    runs = [_run("fcos", 0, 1.0), _run("fcos", 1, 2.0, trained_now=False),
+            {"config": make_config("rpn", "smoke"), "record": None}]
+    line = provenance_line(runs, "notebooks/x.ipynb")
+    assert line == ("Made by notebooks/x.ipynb from 2 run(s) at scale smoke: 1 trained now, "
+                    "1 read from earlier results, 1 not run; code abcdef1234; dated 2026-11-26.")
