@@ -91,6 +91,41 @@ def _truncate_log(log: Path, step: int) -> None:
         atomic_write(log, lambda f: f.write("".join(ln + "\n" for ln in lines).encode()))
 
 
+def train_one_epoch(net: nn.Module, loader, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, cfg: RunConfig, epoch: int, step: int,
+                    device: torch.device, report) -> int:
+    """One pass over the loader; report(step, epoch, lr, loss terms) after every step.
+
+    Returns the global step after the epoch; raises FloatingPointError on a non-finite loss.
+    """
+    net.train()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    use_amp = scaler.is_enabled()
+    for images, targets in loader:
+        lr = learning_rate(cfg, epoch, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images = [img.to(device, non_blocking=True) for img in images]
+        targets = [{k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                    for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            losses = net(images, targets)
+        loss = sum(losses.values())
+        terms = {k: v.item() for k, v in losses.items()}
+        if not math.isfinite(sum(terms.values())):
+            raise FloatingPointError(f"non-finite loss at step {step} (epoch {epoch + 1}): {terms}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        report(step, epoch, lr, terms)
+        step += 1
+    return step
+
+
 def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = None,
           resume: bool = True, stop_after_epoch: int | None = None, workers: int | None = None,
           progress: bool = True) -> dict:
@@ -111,11 +146,9 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
     train_set, val_set = datasets(cfg.scale, data_root, cfg.seed)
     model, info = build_detector(cfg, train_set.num_classes)
     model.to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
-    use_amp = cfg.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and dev.type == "cuda")
 
     ckpt, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
     start_epoch, step = 0, 0
@@ -144,46 +177,30 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
                                          num_workers=workers, pin_memory=dev.type == "cuda")
     steps_per_epoch = len(sampler)
     end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
-    bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=step, disable=not (progress and dist.is_main),
-               dynamic_ncols=True, unit="step")
+    bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=step, unit="step", dynamic_ncols=True,
+               disable=not (progress and dist.is_main))
     log = log_path.open("a") if dist.is_main else None
+
+    def report(step: int, epoch: int, lr: float, terms: dict[str, float]) -> None:
+        if log is not None:
+            log.write(json.dumps({"step": step, "epoch": epoch, "lr": lr,
+                                  "loss": sum(terms.values()), **terms}) + "\n")
+            log.flush()
+        bar.set_postfix({k[:12]: f"{v:.3f}" for k, v in terms.items()}, refresh=False)
+        bar.update()
+
     t_train, steps_run = 0.0, 0
     try:
         for epoch in range(start_epoch, end_epoch):
             bar.set_description(f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}")
             sampler.set_epoch(epoch)
             train_set.set_epoch(epoch)
-            net.train()
             t0 = time.perf_counter()
-            for it, (images, targets) in enumerate(loader):
-                lr = learning_rate(cfg, epoch, step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images = [img.to(dev, non_blocking=True) for img in images]
-                targets = [{k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v
-                            for k, v in t.items()} for t in targets]
-                with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                    losses = net(images, targets)
-                loss = sum(losses.values())
-                terms = {k: v.item() for k, v in losses.items()}
-                if not math.isfinite(sum(terms.values())):
-                    raise FloatingPointError(
-                        f"non-finite loss at step {step} (epoch {epoch + 1}, iteration {it}): "
-                        f"{terms}; last good checkpoint: {ckpt if ckpt.exists() else 'none'}")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                if log is not None:
-                    log.write(json.dumps({"step": step, "epoch": epoch, "lr": lr,
-                                          "loss": sum(terms.values()), **terms}) + "\n")
-                    log.flush()
-                bar.set_postfix({k[:12]: f"{v:.3f}" for k, v in terms.items()}, refresh=False)
-                bar.update()
-                step += 1
+            try:
+                step = train_one_epoch(net, loader, optimizer, scaler, cfg, epoch, step, dev, report)
+            except FloatingPointError as err:
+                last = ckpt if ckpt.exists() else "none"
+                raise FloatingPointError(f"{err}; last good checkpoint: {last}") from None
             t_train += time.perf_counter() - t0
             steps_run += steps_per_epoch
             if dist.is_main:
