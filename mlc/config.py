@@ -52,6 +52,7 @@ class Scale:
     warmup_iters: int | None = None  # overrides the schedule's warmup at this scale
     shapes: ShapesSpec | None = None
     tiny_widths: tuple[int, int, int, int] = (16, 32, 64, 128)  # the tiny backbone's stages
+    lr_multiplier: float = 1.0  # on top of the paper's lr, linearly scaled to the batch
 
 
 SCALES = {
@@ -61,12 +62,14 @@ SCALES = {
                                      min_size=12, max_size=40, distractors=1)),
     "shapes": Scale(data="shapes", backbone="tiny", fpn_channels=32, head_convs=2, min_size=128,
                     max_size=128, batch_size=8, schedule="ablation", warmup_iters=100,
-                    shapes=ShapesSpec()),
+                    shapes=ShapesSpec(), lr_multiplier=4.0),
     "coco": Scale(data="coco", backbone="resnet50", fpn_channels=256, head_convs=4,
                   min_size=800, max_size=1333, batch_size=16, schedule="ablation"),
 }
 
-# Base learning rate at a global batch of 16 (MMDetection's configs), scaled linearly.
+# Base learning rate at a global batch of 16 (MMDetection's configs), scaled linearly. The
+# randomly initialised tiny models of the `shapes` scale take 4x that (lr_multiplier): with the
+# paper's lr, FCOS- reached 8.7 AP there in 19 epochs, with 4x 10.7.
 BASE_LR = {"fcos": 0.01, "fcos_minus": 0.01, "retinanet": 0.01, "rpn": 0.02}
 # MMDetection clips FCOS's gradients at norm 35; the others are not clipped.
 GRAD_CLIP = {"fcos": 35.0, "fcos_minus": 35.0, "retinanet": None, "rpn": None}
@@ -142,7 +145,7 @@ def make_config(detector: str, scale: str = "shapes", schedule: str | None = Non
         epochs=sched.epochs, lr_steps=sched.lr_steps,
         warmup_iters=sc.warmup_iters if sc.warmup_iters is not None else sched.warmup_iters,
         warmup_factor=sched.warmup_factor, batch_size=sc.batch_size,
-        lr=BASE_LR[detector] * sc.batch_size / 16, grad_clip=GRAD_CLIP[detector],
+        lr=BASE_LR[detector] * sc.batch_size / 16 * sc.lr_multiplier, grad_clip=GRAD_CLIP[detector],
         pretrained=sc.backbone == "resnet50",
     )
     known = {f.name for f in fields(RunConfig)}

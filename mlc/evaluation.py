@@ -45,7 +45,7 @@ def _run_cocoeval(dataset: CocoDetection, results: list[dict], use_cats: bool,
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, "bbox")
-        ev.params.imgIds = sorted(gt.getImgIds())
+        ev.params.imgIds = sorted(dataset.ids)
         ev.params.useCats = int(use_cats)
         ev.params.maxDets = list(max_dets)
         ev.evaluate()

@@ -8,12 +8,18 @@ score rule), and FCOS- drops the centerness layer, its loss and its use at infer
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection import FCOS
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.fcos import FCOSHead
+from torchvision.models.detection.fcos import (
+    FCOSClassificationHead,
+    FCOSHead,
+    FCOSRegressionHead,
+)
 from torchvision.ops import generalized_box_iou_loss
 
 from mlc.models.dense import (
@@ -37,10 +43,20 @@ def centerness_targets(anchors: Tensor, boxes: Tensor) -> Tensor:
 
 
 class FCOSHeadMLC(FCOSHead):
-    """FCOS's head, with or without the centerness layer, computing the loss from `DenseTargets`."""
+    """FCOS's head, with or without the centerness layer, computing the loss from `DenseTargets`.
 
-    def __init__(self, in_channels: int, num_classes: int, num_convs: int, centerness: bool) -> None:
+    Its towers use GroupNorm with 32 groups as FCOS does, or fewer on narrow towers (a group
+    of one channel would be instance norm).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, num_convs: int, centerness: bool,
+                 norm_groups: int = 32) -> None:
         super().__init__(in_channels, 1, num_classes, num_convs)
+        if norm_groups != 32:
+            norm = partial(nn.GroupNorm, norm_groups)
+            self.classification_head = FCOSClassificationHead(in_channels, 1, num_classes,
+                                                              num_convs, norm_layer=norm)
+            self.regression_head = FCOSRegressionHead(in_channels, 1, num_convs, norm_layer=norm)
         self.centerness = centerness
         if not centerness:
             del self.regression_head.bbox_ctrness
