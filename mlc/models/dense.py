@@ -50,6 +50,16 @@ def baseline_targets(targets: list[dict[str, Tensor]], matched_idxs: list[Tensor
                         cls_neg=matched == -1, loc_pos=pos, cls_weight=ones, loc_weight=ones)
 
 
+class DenseTargetsLoss:
+    """Mixin for a torchvision dense head: its compute_loss labels anchors by the detector's own
+    matching and hands the `DenseTargets` to the head's `dense_loss`."""
+
+    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
+                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
+        return self.dense_loss(baseline_targets(targets, matched_idxs), head_outputs,
+                               torch.stack(anchors))
+
+
 def global_count(mask: Tensor) -> Tensor:
     """The number of True entries, averaged over processes, at least 1: a loss normaliser."""
     count = mask.sum().to(torch.float32)

@@ -24,8 +24,8 @@ from torchvision.ops import generalized_box_iou_loss
 
 from mlc.models.dense import (
     DenseTargets,
+    DenseTargetsLoss,
     InferenceSettings,
-    baseline_targets,
     flatten_level,
     focal_classification_loss,
     global_count,
@@ -42,7 +42,7 @@ def centerness_targets(anchors: Tensor, boxes: Tensor) -> Tensor:
     return torch.sqrt((lr.min(-1).values / lr.max(-1).values) * (tb.min(-1).values / tb.max(-1).values))
 
 
-class FCOSHeadMLC(FCOSHead):
+class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
     """FCOS's head, with or without the centerness layer, computing the loss from `DenseTargets`.
 
     Its towers use GroupNorm with 32 groups as FCOS does, or fewer on narrow towers (a group
@@ -73,11 +73,6 @@ class FCOSHeadMLC(FCOSHead):
         if self.centerness:
             out["bbox_ctrness"] = torch.cat(ctrness, 1)
         return out
-
-    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
-                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
-        return self.dense_loss(baseline_targets(targets, matched_idxs), head_outputs,
-                               torch.stack(anchors))
 
     def dense_loss(self, t: DenseTargets, out: dict[str, Tensor], anchors: Tensor) -> dict[str, Tensor]:
         """Focal loss, GIoU loss on decoded boxes and (FCOS) centerness BCE."""

@@ -8,7 +8,6 @@ MMDetection does.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection import RetinaNet
@@ -17,21 +16,16 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 
 from mlc.models.dense import (
     DenseTargets,
+    DenseTargetsLoss,
     InferenceSettings,
-    baseline_targets,
     focal_classification_loss,
     global_count,
     select_detections,
 )
 
 
-class RetinaNetHeadMLC(RetinaNetHead):
+class RetinaNetHeadMLC(DenseTargetsLoss, RetinaNetHead):
     """RetinaNet's head computing its loss from `DenseTargets`."""
-
-    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
-                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
-        return self.dense_loss(baseline_targets(targets, matched_idxs), head_outputs,
-                               torch.stack(anchors))
 
     def dense_loss(self, t: DenseTargets, out: dict[str, Tensor], anchors: Tensor) -> dict[str, Tensor]:
         """Focal loss and L1 loss on the encoded box deltas of localization positives."""

@@ -50,12 +50,3 @@ def gather(obj: object) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast(obj: object) -> object:
-    """Rank 0's obj on every process."""
-    if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
