@@ -139,8 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a problem with the user's data, config or run ends with one clear line."""
+    from mlc.config import ConfigError
+    from mlc.data.validate import DataError
+
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (ConfigError, DataError, FileNotFoundError, FloatingPointError) as err:
+        message = str(err).strip()
+        if "Original Traceback" in message:  # raised in a DataLoader worker: keep its last line
+            message = message.splitlines()[-1]
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     return 0
 
 

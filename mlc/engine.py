@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from mlc.config import RunConfig
+from mlc.config import ConfigError, RunConfig
 from mlc.data.build import datasets
 from mlc.data.coco import collate
 from mlc.evaluation import evaluate
@@ -74,13 +74,13 @@ def save_checkpoint(path: Path, cfg: RunConfig, model: nn.Module, optimizer, sca
 
 
 def load_checkpoint(path: Path, cfg: RunConfig) -> dict:
-    """A checkpoint made by this very config, or a ValueError saying how it differs."""
+    """A checkpoint made by this very config, or a ConfigError saying how it differs."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     theirs, ours = state.get("config", {}), cfg.to_json()
     if json.dumps(theirs, sort_keys=True, default=str) != json.dumps(ours, sort_keys=True,
                                                                       default=str):
         diff = {k: (theirs.get(k), ours[k]) for k in ours if theirs.get(k) != ours[k]}
-        raise ValueError(f"{path} was made by a different config; (checkpoint, this run): {diff}")
+        raise ConfigError(f"{path} was made by a different config; (checkpoint, this run): {diff}")
     return state
 
 

@@ -76,8 +76,9 @@ def test_crowd_empty_images_and_noncontiguous_categories(tmp_path):
          "iscrowd": 0},
     ]
     split = _write_coco(tmp_path, anns, cats)
-    train = CocoDetection(split, train=True)
-    val = CocoDetection(split, train=False)
+    with pytest.warns(UserWarning, match=r"skipped 1 annotation.*ids \[3\]"):
+        train = CocoDetection(split, train=True)
+        val = CocoDetection(split, train=False)
     # Category ids 3, 7, 90 become labels 0, 1, 2.
     assert train.category_ids == [3, 7, 90] and train.num_classes == 3
     # Image 12 has no annotation: skipped in training, kept for evaluation.
@@ -85,7 +86,7 @@ def test_crowd_empty_images_and_noncontiguous_categories(tmp_path):
     _, t = val[0]
     # The crowd box is not a training target; the box is converted to x0, y0, x1, y1.
     assert t["labels"].tolist() == [2] and t["boxes"].tolist() == [[5, 5, 15, 25]]
-    # The zero-width box is dropped; the box crossing the border is clipped to the image.
+    # The zero-width box was dropped; the box crossing the border is clipped to the image.
     _, t = val[1]
     assert t["boxes"].tolist() == [[40, 30, 50, 40]] and t["labels"].tolist() == [0]
     _, t = val[2]

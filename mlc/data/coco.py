@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
+
+from mlc.data.validate import DataError, read_annotations
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,12 @@ class Split:
 
 
 def load_coco(annotations: Path) -> COCO:
-    """Load a COCO annotation file quietly (pycocotools prints progress to stdout)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(annotations))
+    """A pycocotools COCO of a checked annotation file (see `read_annotations`)."""
+    coco = COCO()
+    coco.dataset = read_annotations(annotations)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    return coco
 
 
 class CocoDetection(torch.utils.data.Dataset):
@@ -65,18 +70,27 @@ class CocoDetection(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def _annotations(self, image_id: int) -> list[dict]:
-        """The image's non-crowd annotations with a positive-area box."""
-        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, iscrowd=False))
-        return [a for a in anns if a["bbox"][2] > 0 and a["bbox"][3] > 0]
+        """The image's non-crowd annotations (unusable boxes were dropped on loading)."""
+        return self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, iscrowd=False))
+
+    def _read_image(self, image_id: int) -> torch.Tensor:
+        """The image as a uint8 (H, W, 3) tensor, or a DataError naming the file and image id."""
+        path = self.split.images / self.coco.loadImgs(image_id)[0]["file_name"]
+        where = f"image id {image_id} of {self.split.annotations}"
+        try:
+            with Image.open(path) as im:
+                return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
+        except FileNotFoundError:
+            raise DataError(f"{path}: image file missing ({where})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise DataError(f"{path}: not a readable image ({where}): {err}") from None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         image_id = self.ids[index]
-        info = self.coco.loadImgs(image_id)[0]
-        with Image.open(self.split.images / info["file_name"]) as im:
-            image = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
+        image = self._read_image(image_id)
         image = image.permute(2, 0, 1).float().div_(255)
         height, width = image.shape[-2:]
 
