@@ -51,8 +51,10 @@ def _train(args: argparse.Namespace) -> None:
     runs = Path(args.runs) if args.runs else None
     record = get_or_train(cfg, runs_root=runs, device=args.device, resume=args.resume,
                           stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
-    print(json.dumps({k: record[k] for k in ("metrics", "run", "cached", "name")
-                      if k in record}, indent=2))
+    if record is not None:  # None on the ranks other than 0 under torchrun
+        print(json.dumps({k: record[k] for k in ("name", "metrics", "run", "trained_now",
+                                                 "source", "stopped_after_epoch")
+                          if k in record}, indent=2))
 
 
 def _eval(args: argparse.Namespace) -> None:

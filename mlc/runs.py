@@ -20,6 +20,7 @@ from mlc.config import RunConfig, config_from_json
 from mlc.engine import train
 from mlc.util import distributed
 from mlc.util.io import atomic_write_text
+from mlc.util.lock import file_lock
 
 PACKAGES = ("torch", "torchvision", "pycocotools", "numpy")
 
@@ -84,13 +85,35 @@ def get_or_train(cfg: RunConfig, runs_root: Path | None = None, data_root: Path 
                  stop_after_epoch: int | None = None, resume: bool = True,
                  results_root: Path | None = None, allow_training: bool = True) -> dict | None:
     """The run's record: read if it exists, else trained (resuming a checkpoint), unless
-    allow_training is False, in which case a missing run gives None."""
-    done = load_record(cfg, runs_root, results_root)
-    if done is not None:
-        return {**done, "trained_now": False}
-    if not allow_training:
-        return None
+    allow_training is False, in which case a missing run gives None.
+
+    A single process holds a lock on the run folder while it checks and trains, so that a
+    second process asking for the same run waits and then reads the record. (Under torchrun
+    every rank trains together; two torchrun jobs must not ask for one run at once.)
+    """
     run_dir, result = record_paths(cfg, runs_root, results_root)
+    done = load_record(cfg, runs_root, results_root)
+    if done is not None and not result.exists():  # killed before the committed copy was written
+        atomic_write_text(result, (run_dir / "metrics.json").read_text())
+    if done is not None or not allow_training:
+        return None if done is None else {**done, "trained_now": False}
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return _train_and_record(cfg, run_dir, result, data_root, device, progress,
+                                 stop_after_epoch, resume)
+    with file_lock(run_dir / ".lock"):
+        done = load_record(cfg, runs_root, results_root)  # another process may have finished it
+        if done is not None:
+            return {**done, "trained_now": False}
+        for stale in run_dir.glob(".*.tmp"):  # left by a write that was killed
+            stale.unlink()
+        return _train_and_record(cfg, run_dir, result, data_root, device, progress,
+                                 stop_after_epoch, resume)
+
+
+def _train_and_record(cfg: RunConfig, run_dir: Path, result: Path, data_root: Path | None,
+                      device: str | None, progress: bool, stop_after_epoch: int | None,
+                      resume: bool) -> dict | None:
+    """Train the run and write its record (provenance, metrics.json, the committed copy)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_json(), indent=2))
     out = train(cfg, run_dir, data_root or paths.data_root(), device=device, resume=resume,
@@ -105,7 +128,7 @@ def get_or_train(cfg: RunConfig, runs_root: Path | None = None, data_root: Path 
               "curve": epoch_curve(run_dir / "log.jsonl"), "provenance": provenance()}
     text = json.dumps(record, indent=1)
     atomic_write_text(run_dir / "provenance.json", json.dumps(record["provenance"], indent=2))
-    atomic_write_text(run_dir / "metrics.json", text)
+    atomic_write_text(run_dir / "metrics.json", text)  # its presence marks the run done
     atomic_write_text(result, text)
     distributed.barrier()
     return {**record, "source": "run folder", "trained_now": True}

@@ -53,16 +53,6 @@ def test_fcos_minus_has_no_centerness():
     assert not hasattr(minus.head.regression_head, "bbox_ctrness")
 
 
-def test_empty_image_trains(smoke_sets):
-    train, _ = smoke_sets
-    for detector in DETECTORS:
-        model, _ = build_detector(make_config(detector, "smoke"), train.num_classes)
-        image, _ = train[0]
-        empty = {"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64)}
-        losses = _train_step(model, [image], [empty])
-        assert all(torch.isfinite(v) for v in losses.values()), detector
-
-
 def test_centerness_targets_by_hand():
     anchors = torch.tensor([[4.0, 4.0, 6.0, 6.0], [1.0, 1.0, 3.0, 3.0]])  # centres (5,5), (2,2)
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 4.0]])
