@@ -46,13 +46,7 @@ endif
 
 ALLOW_TRAINING ?= false
 notebooks: venv
-	@for nb in $(NOTEBOOKS); do \
-	  out=book/$$(basename $$nb); t0=$$(date +%s); \
-	  echo "executing $$nb -> $$out (scale $(SCALE), seeds $(SEED_LIST), training $(ALLOW_TRAINING))"; \
-	  $(VENV)/bin/papermill --cwd notebooks $$nb $$out --log-output --no-progress-bar \
-	    -y "{scale: $(SCALE), seeds: $(SEED_LIST), allow_training: $(ALLOW_TRAINING)}" > /dev/null; \
-	  echo "  done in $$(( $$(date +%s) - t0 )) s"; \
-	done
+	$(PY) -m mlc notebooks --scale $(SCALE) --seeds $(SEEDS) $(if $(filter true,$(ALLOW_TRAINING)),--allow-training)
 
 build-book: venv
 	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going
@@ -61,7 +55,7 @@ build-book: venv
 smoke-notebook: venv  ## regenerate the executed smoke notebook that nbval checks in make test
 	tmp=$$(mktemp -d); MLC_RUNS=$$tmp/runs MLC_RESULTS=$$tmp/results MLC_DATA=$$tmp/data \
 	  $(VENV)/bin/papermill --cwd notebooks notebooks/baselines.ipynb tests/notebooks/baselines.smoke.ipynb \
-	  --no-progress-bar -y "{scale: smoke, seeds: [0]}"
+	  --no-progress-bar -y "{scale: smoke, seeds: [0], allow_training: true}"
 
 lint: venv
 	$(VENV)/bin/ruff check mlc tests

@@ -82,6 +82,15 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 
+def _notebooks(args: argparse.Namespace) -> None:
+    from mlc.notebooks import execute_all
+
+    notebooks = args.notebooks or sorted((paths.REPO_ROOT / "notebooks").glob("*.ipynb"))
+    parameters = {"scale": args.scale, "seeds": list(range(args.seeds)),
+                  "allow_training": args.allow_training}
+    execute_all([Path(nb) for nb in notebooks], Path(args.out), parameters)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mlc.config import DETECTORS, SCALES, SCHEDULES
 
@@ -89,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mlc", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Reproduce MLC (mutual labeling, IoU rescoring) on torchvision detectors.",
         epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,train,eval}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{data,train,eval,notebooks}")
 
     p = sub.add_parser("data", help="generate a synthetic COCO-format data set",
                        description="Write a generated set (train and val, COCO JSON + PNG). "
@@ -137,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int,
                    help="images per forward pass (default: the run's per-process batch)")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("notebooks", help="execute the notebooks into the book with papermill",
+                       description="Execute notebooks/*.ipynb with papermill into the book's "
+                       "folder, passing scale, seeds and allow_training to each parameters cell. "
+                       "A failing notebook stops the build with the notebook and cell named.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("notebooks", nargs="*", help="notebooks to run (default: notebooks/*.ipynb)")
+    p.add_argument("--scale", default="shapes", choices=list(SCALES))
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..n-1")
+    p.add_argument("--allow-training", action="store_true",
+                   help="train missing runs (else they show as 'not run')")
+    p.add_argument("--out", default=str(paths.REPO_ROOT / "book"), help="where executed copies go")
+    p.set_defaults(func=_notebooks)
     return parser
 
 
@@ -144,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; a problem with the user's data, config or run ends with one clear line."""
     from mlc.config import ConfigError
     from mlc.data.validate import DataError
+    from mlc.notebooks import NotebookFailed
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, FloatingPointError) as err:
+    except (ConfigError, DataError, FileNotFoundError, FloatingPointError, NotebookFailed) as err:
         message = str(err).strip()
         if "Original Traceback" in message:  # raised in a DataLoader worker: keep its last line
             message = message.splitlines()[-1]
