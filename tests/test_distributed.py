@@ -66,3 +66,33 @@ def test_ddp_step_matches_single_process(detector, smoke_sets, tmp_path):
         torch.testing.assert_close(ddp_state[name], value, rtol=1e-4, atol=1e-6, msg=name)
         moved += not torch.equal(value, before[name])
     assert moved > 0
+
+
+def test_torchrun_two_processes_train_the_same_run_as_one(tmp_path):
+    """The whole CLI under torchrun (gloo): data, DDP training, sharded evaluation, the record."""
+    import json
+    import subprocess
+    import sys
+
+    from mlc.runs import get_or_train
+
+    args = ["-m", "mlc", "train", "--detector", "fcos", "--scale", "smoke", "--quiet",
+            "--set", "epochs=3", "--set", "lr_steps=[2]"]
+    env = {**os.environ, "MLC_RUNS": str(tmp_path / "ddp"), "MLC_RESULTS": str(tmp_path / "ddp"),
+           "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(_free_port())]
+    res = subprocess.run(torchrun + args, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ddp = json.loads(res.stdout)
+    assert ddp["run"]["world_size"] == 2 and ddp["trained_now"]
+
+    cfg = make_config("fcos", "smoke", epochs=3, lr_steps=[2])
+    single = get_or_train(cfg, tmp_path / "one", progress=False, results_root=tmp_path / "one")
+    assert ddp["name"] == single["name"] == cfg.name
+    assert set(ddp["metrics"]) == set(single["metrics"])
+    a = torch.load(tmp_path / "ddp" / "smoke" / cfg.name / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "one" / "smoke" / cfg.name / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for name, value in b["model"].items():
+        torch.testing.assert_close(a["model"][name], value, rtol=1e-3, atol=1e-5, msg=name)
