@@ -94,6 +94,8 @@ class RunConfig:
     grad_clip: float | None = None
     amp: bool = True
     pretrained: bool = True
+    iur: bool = False  # IoU rescoring (Sec. 3.2); FCOS, FCOS- and RetinaNet
+    gamma: float = 1.0  # IUR loss weight; the paper does not give it
     center_sampling_radius: float | None = None
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
@@ -168,6 +170,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
     if any(not 0 < s <= cfg.epochs for s in cfg.lr_steps):
         raise ConfigError(f"lr_steps {cfg.lr_steps} must lie in 1..epochs ({cfg.epochs})")
+    if cfg.gamma < 0:
+        raise ConfigError(f"gamma (the IUR loss weight) must be >= 0, got {cfg.gamma}")
+    if cfg.iur and cfg.detector == "rpn":
+        raise ConfigError("iur on rpn is not implemented yet; allowed: fcos, fcos_minus, retinanet")
     if cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError(f"batch_size and lr must be positive, got {cfg.batch_size}, {cfg.lr}")
 

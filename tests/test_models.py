@@ -62,7 +62,7 @@ def test_centerness_targets_by_hand():
 
 def test_select_detections_thresholds_on_probability_and_ranks_by_product():
     logits = torch.logit(torch.tensor([[0.9, 0.01], [0.6, 0.04], [0.3, 0.02]]))
-    quality = torch.logit(torch.tensor([0.1, 0.9, 0.5]))
+    quality = torch.tensor([0.1, 0.9, 0.5])
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0], [20.0, 20, 30, 30]])
 
     def decode(reg, anchors):

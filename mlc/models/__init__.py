@@ -59,7 +59,8 @@ def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
                                  cfg.detections_per_img)
     if cfg.detector in ("fcos", "fcos_minus"):
         head = FCOSHeadMLC(backbone.out_channels, num_classes, sc.head_convs,
-                           centerness=cfg.detector == "fcos", norm_groups=min(32, sc.fpn_channels // 4))
+                           centerness=cfg.detector == "fcos", norm_groups=min(32, sc.fpn_channels // 4),
+                           iur=cfg.iur, gamma=cfg.gamma)
         model = FCOSDetector(backbone, head, anchors, settings, sc.min_size, sc.max_size,
                              cfg.center_sampling_radius)
     elif cfg.detector == "retinanet":
@@ -67,7 +68,7 @@ def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
         # backbone it barely learns in 19 epochs, so there it gets GroupNorm (torchvision's v2).
         norm = None if sc.backbone == "resnet50" else partial(nn.GroupNorm, sc.fpn_channels // 4)
         head = RetinaNetHeadMLC(backbone.out_channels, anchors.num_anchors_per_location()[0],
-                                num_classes, norm_layer=norm)
+                                num_classes, norm_layer=norm, iur=cfg.iur, gamma=cfg.gamma)
         model = RetinaNetDetector(backbone, head, anchors, settings, sc.min_size, sc.max_size)
     else:
         rpn = ProposalRPN(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, box_area, clip_boxes_to_image, sigmoid_focal_loss
 
 
 @dataclass
@@ -79,6 +79,46 @@ def focal_classification_loss(cls_logits: Tensor, t: DenseTargets) -> Tensor:
     return (loss * t.cls_weight[valid]).sum() / global_count(t.cls_pos)
 
 
+def paired_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of each box in `a` with the box at the same index in `b` ([..., 4] x0, y0, x1, y1)."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    union = box_area(a.reshape(-1, 4)).view(a.shape[:-1]) + box_area(b.reshape(-1, 4)).view(
+        b.shape[:-1]) - inter
+    return inter / union.clamp(min=1e-6)
+
+
+def iou_rescoring_loss(iou_logits: Tensor, pred_boxes: Tensor, gt_boxes: Tensor,
+                       positives: Tensor) -> Tensor:
+    """IUR (Eq. 10): MSE between the predicted IoU (sigmoid) and the detached IoU of the decoded
+    box with its object, over the given positives (A_cls+ U A_loc+), per positive over the global
+    batch. Inputs are [N, A] logits, [N, A, 4] boxes and an [N, A] mask."""
+    target = paired_iou(pred_boxes[positives].detach(), gt_boxes[positives])
+    error = (torch.sigmoid(iou_logits[positives]) - target) ** 2
+    return error.sum() / global_count(positives)
+
+
+def iou_layer(in_channels: int, num_anchors: int) -> nn.Conv2d:
+    """IUR's single 3x3 conv predicting one IoU logit per anchor, initialised as FCOS's
+    centerness layer (normal std 0.01, zero bias)."""
+    conv = nn.Conv2d(in_channels, num_anchors, kernel_size=3, padding=1)
+    nn.init.normal_(conv.weight, std=0.01)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def quality_per_level(head_outputs: dict[str, list[Tensor]], image: int) -> list[Tensor] | None:
+    """The localization quality of one image's boxes per level: sigmoid of centerness and/or of
+    the predicted IoU (IUR), multiplied when both exist; None when the head predicts neither."""
+    keys = [k for k in ("bbox_ctrness", "iou_logits") if k in head_outputs]
+    if not keys:
+        return None
+    levels = len(head_outputs[keys[0]])
+    return [torch.stack([torch.sigmoid(head_outputs[k][lvl][image]).view(-1) for k in keys])
+            .prod(0) for lvl in range(levels)]
+
+
 def flatten_level(x: Tensor, channels: int) -> Tensor:
     """(N, A*C, H, W) -> (N, H*W*A, C), the layout torchvision's dense heads use."""
     n, _, h, w = x.shape
@@ -108,13 +148,13 @@ def select_detections(
 
     As in MMDetection, the score threshold applies to the class probability; boxes are then
     ranked, suppressed and reported by that probability times the quality (centerness or
-    predicted IoU, given as logits) when there is one.
+    predicted IoU, as probabilities [HWA]) when there is one.
     """
     all_boxes, all_scores, all_labels = [], [], []
     for level, (logits, reg, anc) in enumerate(zip(cls_logits, box_regression, anchors)):
         num_classes = logits.shape[-1]
         prob = torch.sigmoid(logits)
-        rank = prob if quality is None else prob * torch.sigmoid(quality[level]).view(-1, 1)
+        rank = prob if quality is None else prob * quality[level].view(-1, 1)
         keep = torch.where(prob.flatten() > settings.score_thresh)[0]
         scores = rank.flatten()[keep]
         scores, order = scores.topk(min(settings.topk_candidates, scores.numel()))

@@ -29,6 +29,9 @@ from mlc.models.dense import (
     flatten_level,
     focal_classification_loss,
     global_count,
+    iou_layer,
+    iou_rescoring_loss,
+    quality_per_level,
     select_detections,
 )
 
@@ -43,14 +46,15 @@ def centerness_targets(anchors: Tensor, boxes: Tensor) -> Tensor:
 
 
 class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
-    """FCOS's head, with or without the centerness layer, computing the loss from `DenseTargets`.
+    """FCOS's head, with or without the centerness layer, with or without IUR's IoU layer (one
+    conv on the regression tower, Sec. 3.2), computing the loss from `DenseTargets`.
 
     Its towers use GroupNorm with 32 groups as FCOS does, or fewer on narrow towers (a group
     of one channel would be instance norm).
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_convs: int, centerness: bool,
-                 norm_groups: int = 32) -> None:
+                 norm_groups: int = 32, iur: bool = False, gamma: float = 1.0) -> None:
         super().__init__(in_channels, 1, num_classes, num_convs)
         if norm_groups != 32:
             norm = partial(nn.GroupNorm, norm_groups)
@@ -60,22 +64,28 @@ class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
         self.centerness = centerness
         if not centerness:
             del self.regression_head.bbox_ctrness
+        self.iou_pred = iou_layer(in_channels, 1) if iur else None
+        self.gamma = gamma
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         reg_head = self.regression_head
-        regression, ctrness = [], []
+        regression, ctrness, iou = [], [], []
         for features in x:
             tower = reg_head.conv(features)
             regression.append(flatten_level(F.relu(reg_head.bbox_reg(tower)), 4))
             if self.centerness:
                 ctrness.append(flatten_level(reg_head.bbox_ctrness(tower), 1))
+            if self.iou_pred is not None:
+                iou.append(flatten_level(self.iou_pred(tower), 1))
         out = {"cls_logits": self.classification_head(x), "bbox_regression": torch.cat(regression, 1)}
         if self.centerness:
             out["bbox_ctrness"] = torch.cat(ctrness, 1)
+        if self.iou_pred is not None:
+            out["iou_logits"] = torch.cat(iou, 1).squeeze(-1)
         return out
 
     def dense_loss(self, t: DenseTargets, out: dict[str, Tensor], anchors: Tensor) -> dict[str, Tensor]:
-        """Focal loss, GIoU loss on decoded boxes and (FCOS) centerness BCE."""
+        """Focal loss, GIoU loss on decoded boxes, (FCOS) centerness BCE, (IUR) IoU MSE x gamma."""
         pos = t.loc_pos
         norm = global_count(pos)
         pred_boxes = self.box_coder.decode(out["bbox_regression"][pos], anchors[pos])
@@ -89,11 +99,18 @@ class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
             bce = F.binary_cross_entropy_with_logits(out["bbox_ctrness"][pos].squeeze(-1), target,
                                                      reduction="sum")
             losses["bbox_ctrness"] = bce / norm
+        if self.iou_pred is not None:
+            union = t.cls_pos | t.loc_pos
+            boxes = torch.zeros_like(t.boxes)
+            boxes[union] = self.box_coder.decode(out["bbox_regression"][union], anchors[union])
+            losses["iou_rescoring"] = self.gamma * iou_rescoring_loss(out["iou_logits"], boxes,
+                                                                      t.boxes, union)
         return losses
 
 
 class FCOSDetector(FCOS):
-    """torchvision's FCOS with MMDetection's post-processing (score x centerness when present)."""
+    """torchvision's FCOS with MMDetection's post-processing: boxes ranked by the class
+    probability times centerness and/or IUR's predicted IoU, when the head has them."""
 
     def __init__(self, backbone: nn.Module, head: FCOSHeadMLC, anchor_generator: AnchorGenerator,
                  settings: InferenceSettings, min_size: int, max_size: int,
@@ -107,13 +124,12 @@ class FCOSDetector(FCOS):
     def postprocess_detections(self, head_outputs: dict[str, list[Tensor]],
                                anchors: list[list[Tensor]],
                                image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
-        quality = head_outputs.get("bbox_ctrness")
         return [
             select_detections(
                 [x[i] for x in head_outputs["cls_logits"]],
                 [x[i] for x in head_outputs["bbox_regression"]],
                 anchors[i], self.box_coder.decode, shape, self.settings,
-                quality=None if quality is None else [x[i] for x in quality],
+                quality=quality_per_level(head_outputs, i),
             )
             for i, shape in enumerate(image_shapes)
         ]

@@ -8,6 +8,7 @@ MMDetection does.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection import RetinaNet
@@ -18,29 +19,62 @@ from mlc.models.dense import (
     DenseTargets,
     DenseTargetsLoss,
     InferenceSettings,
+    flatten_level,
     focal_classification_loss,
     global_count,
+    iou_layer,
+    iou_rescoring_loss,
+    quality_per_level,
     select_detections,
 )
 
 
 class RetinaNetHeadMLC(DenseTargetsLoss, RetinaNetHead):
-    """RetinaNet's head computing its loss from `DenseTargets`."""
+    """RetinaNet's head, with or without IUR's IoU layer (one conv on the regression tower, an
+    IoU per anchor), computing its loss from `DenseTargets`."""
+
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int,
+                 norm_layer=None, iur: bool = False, gamma: float = 1.0) -> None:
+        super().__init__(in_channels, num_anchors, num_classes, norm_layer=norm_layer)
+        self.iou_pred = iou_layer(in_channels, num_anchors) if iur else None
+        self.gamma = gamma
+
+    def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
+        out = {"cls_logits": self.classification_head(x)}
+        reg_head = self.regression_head
+        regression, iou = [], []
+        for features in x:
+            tower = reg_head.conv(features)
+            regression.append(flatten_level(reg_head.bbox_reg(tower), 4))
+            if self.iou_pred is not None:
+                iou.append(flatten_level(self.iou_pred(tower), 1))
+        out["bbox_regression"] = torch.cat(regression, 1)
+        if self.iou_pred is not None:
+            out["iou_logits"] = torch.cat(iou, 1).squeeze(-1)
+        return out
 
     def dense_loss(self, t: DenseTargets, out: dict[str, Tensor], anchors: Tensor) -> dict[str, Tensor]:
-        """Focal loss and L1 loss on the encoded box deltas of localization positives."""
+        """Focal loss, L1 loss on the encoded box deltas of localization positives and (IUR) the
+        IoU MSE x gamma."""
         pos = t.loc_pos
         coder = self.regression_head.box_coder
         target = coder.encode_single(t.boxes[pos], anchors[pos])
         l1 = F.l1_loss(out["bbox_regression"][pos], target, reduction="none").sum(-1)
-        return {
+        losses = {
             "classification": focal_classification_loss(out["cls_logits"], t),
             "bbox_regression": (l1 * t.loc_weight[pos]).sum() / global_count(pos),
         }
+        if self.iou_pred is not None:
+            union = t.cls_pos | t.loc_pos
+            boxes = torch.zeros_like(t.boxes)
+            boxes[union] = coder.decode_single(out["bbox_regression"][union], anchors[union])
+            losses["iou_rescoring"] = self.gamma * iou_rescoring_loss(out["iou_logits"], boxes,
+                                                                      t.boxes, union)
+        return losses
 
 
 class RetinaNetDetector(RetinaNet):
-    """torchvision's RetinaNet with MMDetection's post-processing."""
+    """torchvision's RetinaNet with MMDetection's post-processing (x IUR's IoU when present)."""
 
     def __init__(self, backbone: nn.Module, head: RetinaNetHeadMLC,
                  anchor_generator: AnchorGenerator, settings: InferenceSettings,
@@ -57,6 +91,7 @@ class RetinaNetDetector(RetinaNet):
                 [x[i] for x in head_outputs["cls_logits"]],
                 [x[i] for x in head_outputs["bbox_regression"]],
                 anchors[i], self.box_coder.decode_single, shape, self.settings,
+                quality=quality_per_level(head_outputs, i),
             )
             for i, shape in enumerate(image_shapes)
         ]
