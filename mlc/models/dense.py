@@ -99,6 +99,16 @@ def iou_rescoring_loss(iou_logits: Tensor, pred_boxes: Tensor, gt_boxes: Tensor,
     return error.sum() / global_count(positives)
 
 
+def iou_rescoring_term(t: DenseTargets, out: dict[str, Tensor], anchors: Tensor,
+                       decode: Callable[[Tensor, Tensor], Tensor], gamma: float) -> Tensor:
+    """gamma x the IUR loss of a dense head, on A_cls+ U A_loc+ (Eq. 11), with the boxes decoded
+    by the head's own box coder."""
+    union = t.cls_pos | t.loc_pos
+    boxes = torch.zeros_like(t.boxes)
+    boxes[union] = decode(out["bbox_regression"][union], anchors[union])
+    return gamma * iou_rescoring_loss(out["iou_logits"], boxes, t.boxes, union)
+
+
 def iou_layer(in_channels: int, num_anchors: int) -> nn.Conv2d:
     """IUR's single 3x3 conv predicting one IoU logit per anchor, initialised as FCOS's
     centerness layer (normal std 0.01, zero bias)."""
@@ -133,6 +143,18 @@ class InferenceSettings:
     topk_candidates: int = 1000
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+
+
+def dense_detections(head_outputs: dict[str, list[Tensor]], anchors: list[list[Tensor]],
+                     image_shapes: list[tuple[int, int]], decode: Callable[[Tensor, Tensor], Tensor],
+                     settings: InferenceSettings) -> list[dict[str, Tensor]]:
+    """`select_detections` for every image of a batch, from per-level head outputs [N, HWA, .]."""
+    return [
+        select_detections([x[i] for x in head_outputs["cls_logits"]],
+                          [x[i] for x in head_outputs["bbox_regression"]], anchors[i], decode,
+                          shape, settings, quality=quality_per_level(head_outputs, i))
+        for i, shape in enumerate(image_shapes)
+    ]
 
 
 def select_detections(

@@ -26,13 +26,12 @@ from mlc.models.dense import (
     DenseTargets,
     DenseTargetsLoss,
     InferenceSettings,
+    dense_detections,
     flatten_level,
     focal_classification_loss,
     global_count,
     iou_layer,
-    iou_rescoring_loss,
-    quality_per_level,
-    select_detections,
+    iou_rescoring_term,
 )
 
 
@@ -100,11 +99,8 @@ class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
                                                      reduction="sum")
             losses["bbox_ctrness"] = bce / norm
         if self.iou_pred is not None:
-            union = t.cls_pos | t.loc_pos
-            boxes = torch.zeros_like(t.boxes)
-            boxes[union] = self.box_coder.decode(out["bbox_regression"][union], anchors[union])
-            losses["iou_rescoring"] = self.gamma * iou_rescoring_loss(out["iou_logits"], boxes,
-                                                                      t.boxes, union)
+            losses["iou_rescoring"] = iou_rescoring_term(t, out, anchors, self.box_coder.decode,
+                                                         self.gamma)
         return losses
 
 
@@ -124,12 +120,4 @@ class FCOSDetector(FCOS):
     def postprocess_detections(self, head_outputs: dict[str, list[Tensor]],
                                anchors: list[list[Tensor]],
                                image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
-        return [
-            select_detections(
-                [x[i] for x in head_outputs["cls_logits"]],
-                [x[i] for x in head_outputs["bbox_regression"]],
-                anchors[i], self.box_coder.decode, shape, self.settings,
-                quality=quality_per_level(head_outputs, i),
-            )
-            for i, shape in enumerate(image_shapes)
-        ]
+        return dense_detections(head_outputs, anchors, image_shapes, self.box_coder.decode, self.settings)

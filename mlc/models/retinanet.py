@@ -19,13 +19,12 @@ from mlc.models.dense import (
     DenseTargets,
     DenseTargetsLoss,
     InferenceSettings,
+    dense_detections,
     flatten_level,
     focal_classification_loss,
     global_count,
     iou_layer,
-    iou_rescoring_loss,
-    quality_per_level,
-    select_detections,
+    iou_rescoring_term,
 )
 
 
@@ -65,11 +64,8 @@ class RetinaNetHeadMLC(DenseTargetsLoss, RetinaNetHead):
             "bbox_regression": (l1 * t.loc_weight[pos]).sum() / global_count(pos),
         }
         if self.iou_pred is not None:
-            union = t.cls_pos | t.loc_pos
-            boxes = torch.zeros_like(t.boxes)
-            boxes[union] = coder.decode_single(out["bbox_regression"][union], anchors[union])
-            losses["iou_rescoring"] = self.gamma * iou_rescoring_loss(out["iou_logits"], boxes,
-                                                                      t.boxes, union)
+            losses["iou_rescoring"] = iou_rescoring_term(t, out, anchors, coder.decode_single,
+                                                         self.gamma)
         return losses
 
 
@@ -86,12 +82,5 @@ class RetinaNetDetector(RetinaNet):
     def postprocess_detections(self, head_outputs: dict[str, list[Tensor]],
                                anchors: list[list[Tensor]],
                                image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
-        return [
-            select_detections(
-                [x[i] for x in head_outputs["cls_logits"]],
-                [x[i] for x in head_outputs["bbox_regression"]],
-                anchors[i], self.box_coder.decode_single, shape, self.settings,
-                quality=quality_per_level(head_outputs, i),
-            )
-            for i, shape in enumerate(image_shapes)
-        ]
+        return dense_detections(head_outputs, anchors, image_shapes, self.box_coder.decode_single,
+                                self.settings)
