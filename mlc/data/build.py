@@ -13,13 +13,12 @@ COCO_HELP = ("COCO 2017 is expected as downloaded from https://cocodataset.org: 
              "{root}/train2017/, {root}/val2017/ and {root}/annotations/instances_*2017.json")
 
 
-def splits(scale: str, data_root: Path, generate_missing: bool = True) -> tuple[Split, Split]:
+def splits(scale: str, data_root: Path) -> tuple[Split, Split]:
     """Train and val splits of a scale's data, generating a synthetic set if it is missing."""
     sc = SCALES[scale]
     root = Path(data_root) / sc.data
     if sc.shapes is not None:
-        if generate_missing:
-            generate(sc.shapes, root)
+        generate(sc.shapes, root)
         return tuple(Split(root / s, root / "annotations" / f"instances_{s}.json")
                      for s in ("train", "val"))
     out = tuple(Split(root / f"{s}2017", root / "annotations" / f"instances_{s}2017.json")
