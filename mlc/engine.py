@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mlc.config import ConfigError, RunConfig
-from mlc.data.build import datasets
+from mlc.data.build import datasets, splits
 from mlc.data.coco import collate
 from mlc.evaluation import evaluate
 from mlc.models import build_detector
@@ -127,8 +127,7 @@ def train_one_epoch(net: nn.Module, loader, optimizer: torch.optim.Optimizer,
 
 
 def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = None,
-          resume: bool = True, stop_after_epoch: int | None = None, workers: int | None = None,
-          progress: bool = True) -> dict:
+          resume: bool = True, stop_after_epoch: int | None = None, progress: bool = True) -> dict:
     """Train `cfg` into run_dir and evaluate it; returns {metrics, timing, model info}.
 
     With resume, a checkpoint in run_dir continues where it stopped. stop_after_epoch ends
@@ -141,7 +140,7 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if dist.is_main:
-        datasets(cfg.scale, data_root, cfg.seed)  # generates a synthetic set once, on rank 0
+        splits(cfg.scale, data_root)  # generates a synthetic set if missing, on rank 0 only
     distributed.barrier()
     train_set, val_set = datasets(cfg.scale, data_root, cfg.seed)
     model, info = build_detector(cfg, train_set.num_classes)
@@ -170,9 +169,8 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
         if dist.world_size > 1 else model
     sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, cfg.seed, dist.rank,
                                  dist.world_size)
-    if workers is None:
-        workers = min(8, (torch.multiprocessing.cpu_count() // dist.world_size)) \
-            if dev.type == "cuda" else 0
+    # Loader workers feed a GPU; on a CPU they would only compete with the model for cores.
+    workers = min(8, torch.multiprocessing.cpu_count() // dist.world_size) if dev.type == "cuda" else 0
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
                                          num_workers=workers, pin_memory=dev.type == "cuda")
     steps_per_epoch = len(sampler)
