@@ -1,4 +1,4 @@
-"""Command line: `python -m mlc data|train|eval`. Run `python -m mlc <command> --help` for each."""
+"""Command line: `python -m mlc data|train|eval|bench|notebooks`. Run `python -m mlc <command> --help` for each."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ EPILOG = """examples:
   python -m mlc train --detector fcos_minus       # train FCOS- at shapes scale, seed 0
   python -m mlc train --detector rpn --scale smoke --seed 1
   torchrun --nproc_per_node 8 -m mlc train --detector fcos --scale coco
+  python -m mlc train --detector fcos_minus --set ml=true --set iur=true   # FCOS- + MLC
   python -m mlc eval runs/shapes/fcos-1a2b3c4d    # re-evaluate a run's checkpoint
+  python -m mlc bench                             # MLC's cost: step, inference, Otsu
 """
 
 
@@ -60,6 +62,7 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
 
 
+    from mlc.config import DENSE
     from mlc.data.build import datasets
     from mlc.engine import load_checkpoint
     from mlc.evaluation import evaluate
@@ -75,11 +78,23 @@ def _eval(args: argparse.Namespace) -> None:
     model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", cfg)["model"])
     model.to(dist.device)
     batch = args.batch_size or max(1, cfg.batch_size // dist.world_size)
-    metrics = evaluate(model, val, cfg.detector == "rpn", dist.device, batch_size=batch,
-                       rank=dist.rank, world_size=dist.world_size)
+    metrics = evaluate(model, val, dist.device, batch_size=batch, rank=dist.rank,
+                       world_size=dist.world_size, iou_nms=cfg.iur and cfg.detector in DENSE)
     if dist.is_main:
         print(json.dumps(metrics, indent=2))
 
+
+
+def _bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from mlc.bench import run
+    from mlc.util.io import atomic_write_text
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    report = run(args.scale, args.detectors, device, args.rounds, args.repeat)
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
 
 
 def _notebooks(args: argparse.Namespace) -> None:
@@ -99,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce MLC (mutual labeling, IoU rescoring) on torchvision detectors.",
         epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{data,train,eval,notebooks}")
+                                metavar="{data,train,eval,bench,notebooks}")
 
     p = sub.add_parser("data", help="generate a synthetic COCO-format data set",
                        description="Write a generated set (train and val, COCO JSON + PNG). "
@@ -147,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int,
                    help="images per forward pass (default: the run's per-process batch)")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("bench", help="time MLC's training, inference and Otsu against baselines",
+                       description="Training steps with and without ML/IUR, inference with and "
+                       "without IUR, batched Otsu against a scikit-image loop; side by side in "
+                       "one process, printed as seconds and ratios.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--scale", default="shapes", choices=list(SCALES))
+    p.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
+    p.add_argument("--rounds", type=int, default=7, help="alternating rounds (median taken)")
+    p.add_argument("--repeat", type=int, default=2, help="calls per variant per round")
+    p.add_argument("--out", help="also write the figures to this JSON file")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("notebooks", help="execute the notebooks into the book with papermill",
                        description="Execute notebooks/*.ipynb with papermill into the book's "

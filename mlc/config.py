@@ -26,14 +26,16 @@ class Schedule:
     epochs: int
     lr_steps: tuple[int, ...]
     warmup_iters: int
+    mlc_start_epoch: int  # MLC's terms (ML, IUR, alignment) train from this epoch on
     warmup_factor: float = 0.001
 
 
-# The paper (Sec. 4.1): ablations 19 epochs, drops at 16 and 18; final 24, drops at 18 and 22.
+# The paper (Sec. 4.1): ablations 19 epochs, drops at 16 and 18; final 24, drops at 18 and 22;
+# the first 12 epochs train the plain detector, then MLC's terms switch on.
 SCHEDULES = {
-    "ablation": Schedule(epochs=19, lr_steps=(16, 18), warmup_iters=500),
-    "final": Schedule(epochs=24, lr_steps=(18, 22), warmup_iters=500),
-    "smoke": Schedule(epochs=2, lr_steps=(1,), warmup_iters=2),
+    "ablation": Schedule(epochs=19, lr_steps=(16, 18), warmup_iters=500, mlc_start_epoch=12),
+    "final": Schedule(epochs=24, lr_steps=(18, 22), warmup_iters=500, mlc_start_epoch=12),
+    "smoke": Schedule(epochs=2, lr_steps=(1,), warmup_iters=2, mlc_start_epoch=1),
 }
 
 
@@ -73,6 +75,16 @@ SCALES = {
 BASE_LR = {"fcos": 0.01, "fcos_minus": 0.01, "retinanet": 0.01, "rpn": 0.02}
 # MMDetection clips FCOS's gradients at norm 35; the others are not clipped.
 GRAD_CLIP = {"fcos": 35.0, "fcos_minus": 35.0, "retinanet": None, "rpn": None}
+# Mutual labeling's candidate positives (DESIGN.md) and the paper's alpha per detector (Sec. 4.2).
+ML_CANDIDATES = {
+    "fcos": "locations inside the box on its FPN level (no centre sampling)",
+    "fcos_minus": "locations inside the box on its FPN level (no centre sampling)",
+    "retinanet": "anchors with IoU >= 0.4 (0.4-0.5 was ignored)",
+    "rpn": "anchors with IoU >= 0.3 (0.3-0.7 was ignored)",
+}
+ML_CANDIDATE_IOU = {"retinanet": 0.4, "rpn": 0.3}
+ALPHA = {"fcos": 0.0, "fcos_minus": 0.0, "retinanet": 0.5, "rpn": 2.0}
+DENSE = ("fcos", "fcos_minus", "retinanet")  # one-stage detectors with a classification head
 
 
 @dataclass(frozen=True)
@@ -94,8 +106,12 @@ class RunConfig:
     grad_clip: float | None = None
     amp: bool = True
     pretrained: bool = True
-    iur: bool = False  # IoU rescoring (Sec. 3.2); FCOS, FCOS- and RetinaNet
+    ml: bool = False  # mutual labeling (Sec. 3.1)
+    alpha: float = 0.0  # weight exponent of originally ignored candidates (Eq. 7, 8)
+    iur: bool = False  # IoU rescoring (Sec. 3.2)
     gamma: float = 1.0  # IUR loss weight; the paper does not give it
+    alignment: bool = False  # baseline of Table 1: MSE between the GT-class score and the IoU
+    mlc_start_epoch: int = 12  # ML, IUR's loss and alignment train from this epoch (0-based) on
     center_sampling_radius: float | None = None
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
@@ -148,7 +164,8 @@ def make_config(detector: str, scale: str = "shapes", schedule: str | None = Non
         warmup_iters=sc.warmup_iters if sc.warmup_iters is not None else sched.warmup_iters,
         warmup_factor=sched.warmup_factor, batch_size=sc.batch_size,
         lr=BASE_LR[detector] * sc.batch_size / 16 * sc.lr_multiplier, grad_clip=GRAD_CLIP[detector],
-        pretrained=sc.backbone == "resnet50",
+        pretrained=sc.backbone == "resnet50", alpha=ALPHA[detector],
+        mlc_start_epoch=sched.mlc_start_epoch,
     )
     known = {f.name for f in fields(RunConfig)}
     unknown = set(overrides) - known
@@ -172,8 +189,18 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"lr_steps {cfg.lr_steps} must lie in 1..epochs ({cfg.epochs})")
     if cfg.gamma < 0:
         raise ConfigError(f"gamma (the IUR loss weight) must be >= 0, got {cfg.gamma}")
-    if cfg.iur and cfg.detector == "rpn":
-        raise ConfigError("iur on rpn is not implemented yet; allowed: fcos, fcos_minus, retinanet")
+    if cfg.alpha < 0:
+        raise ConfigError(f"alpha (mutual labeling's weight exponent) must be >= 0, got {cfg.alpha}")
+    if cfg.ml and cfg.detector in ("fcos", "fcos_minus") and cfg.center_sampling_radius is not None:
+        rules = "; ".join(f"{d}: {r}" for d, r in ML_CANDIDATES.items())
+        raise ConfigError(f"ml has no candidate rule for {cfg.detector} with centre sampling "
+                          f"(center_sampling_radius={cfg.center_sampling_radius}); candidate rules: "
+                          f"{rules}")
+    if cfg.alignment and cfg.detector not in DENSE:
+        raise ConfigError(f"alignment needs a classification head; allowed: {', '.join(DENSE)}")
+    if not 0 <= cfg.mlc_start_epoch < cfg.epochs:
+        raise ConfigError(f"mlc_start_epoch must lie in 0..epochs-1 ({cfg.epochs - 1}), "
+                          f"got {cfg.mlc_start_epoch}")
     if cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError(f"batch_size and lr must be positive, got {cfg.batch_size}, {cfg.lr}")
 

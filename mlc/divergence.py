@@ -1,10 +1,17 @@
 """The paper's divergence metric: per object, the Spearman rank correlation between the score of
-the object's class and the IoU with the object, over the pre-NMS boxes matched to it."""
+the object's class and the IoU with the object, over the pre-NMS boxes matched to it.
+
+The box set (DESIGN.md): the detector's boxes as they enter NMS, each given to the object of its
+class it overlaps most, kept at IoU >= 0.3 (a parameter; the book shows other floors); the
+score is the one NMS ranks by (the class probability, times the quality where the detector
+rescores). The figure is the mean over objects with at least 5 boxes.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torchvision.ops import box_iou
 
 
 def _average_ranks(values: Tensor, groups: Tensor) -> Tensor:
@@ -67,3 +74,28 @@ def spearman_divergence(scores: Tensor, ious: Tensor, object_ids: Tensor,
     pooled, _ = _grouped_pearson(_average_ranks(s, one), _average_ranks(i, one), one, 1)
     return {"mean": float(corr[keep].mean()) if keep.any() else float("nan"),
             "pooled": float(pooled[0]), "n_objects": int(keep.sum())}
+
+
+def boxes_around_objects(boxes: Tensor, scores: Tensor, labels: Tensor, gt_boxes: Tensor,
+                         gt_labels: Tensor, iou_floor: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The metric's box set for one image: each predicted box (as it enters NMS) goes to the
+    object of its class it overlaps most, if that IoU is at least `iou_floor`.
+
+    Returns the kept boxes' scores, their IoUs with their objects and the objects' indices.
+    """
+    empty = scores.new_zeros(0)
+    if boxes.numel() == 0 or gt_boxes.numel() == 0:
+        return empty, empty, empty.long()
+    overlap = box_iou(boxes.float(), gt_boxes.float())
+    overlap = torch.where(labels[:, None] == gt_labels[None, :], overlap, torch.zeros_like(overlap))
+    best_iou, best = overlap.max(1)
+    keep = best_iou >= iou_floor
+    return scores[keep], best_iou[keep], best[keep]
+
+
+def divergence_by_floor(scores: Tensor, ious: Tensor, object_ids: Tensor, floors: tuple[float, ...],
+                        min_boxes: int = 5) -> dict[str, dict[str, float]]:
+    """`spearman_divergence` of the boxes with IoU >= each floor (keys as "0.3")."""
+    return {f"{floor:.1f}": spearman_divergence(scores[ious >= floor], ious[ious >= floor],
+                                                object_ids[ious >= floor], min_boxes)
+            for floor in floors}

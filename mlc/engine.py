@@ -20,11 +20,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from mlc.config import ConfigError, RunConfig
+from mlc.config import DENSE, ConfigError, RunConfig
 from mlc.data.build import datasets, splits
 from mlc.data.coco import collate
 from mlc.evaluation import evaluate
-from mlc.models import build_detector
+from mlc.models import build_detector, switch_mlc_terms
 from mlc.util import distributed
 from mlc.util.io import atomic_write
 
@@ -193,6 +193,7 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
             bar.set_description(f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}")
             sampler.set_epoch(epoch)
             train_set.set_epoch(epoch)
+            switch_mlc_terms(model, epoch >= cfg.mlc_start_epoch)
             t0 = time.perf_counter()
             try:
                 step = train_one_epoch(net, loader, optimizer, scaler, cfg, epoch, step, dev, report)
@@ -211,9 +212,9 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
     if end_epoch < cfg.epochs:
         return {"stopped_after_epoch": end_epoch}
     t0 = time.perf_counter()
-    metrics = evaluate(model, val_set, cfg.detector == "rpn", dev,
-                       batch_size=max(1, cfg.batch_size // dist.world_size),
-                       rank=dist.rank, world_size=dist.world_size)
+    metrics = evaluate(model, val_set, dev, batch_size=max(1, cfg.batch_size // dist.world_size),
+                       rank=dist.rank, world_size=dist.world_size,
+                       iou_nms=cfg.iur and cfg.detector in DENSE)
     return {"metrics": metrics, "model": info, "world_size": dist.world_size,
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "train_seconds_this_call": round(t_train, 2), "steps_this_call": steps_run,

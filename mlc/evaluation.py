@@ -1,8 +1,11 @@
-"""COCO evaluation with pycocotools: AP for detections, class-agnostic AR for proposals."""
+"""Evaluation on the validation set: COCO AP (pycocotools) for detections, class-agnostic AR for
+proposals, the divergence metric from the boxes as they enter NMS and, for IUR models, AP with
+IoU-NMS in place of rescoring (the same trained model, so Table 2 needs no extra run)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 
 import numpy as np
@@ -11,24 +14,40 @@ from pycocotools.cocoeval import COCOeval
 from torch import nn
 
 from mlc.data.coco import CocoDetection, collate
+from mlc.divergence import boxes_around_objects, divergence_by_floor
+from mlc.models.rpn import ProposalNetwork
 from mlc.util import distributed
 
 DETECTION_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
 PROPOSAL_LIMITS = (100, 300, 1000)
+DIVERGENCE_FLOOR = 0.3  # DESIGN.md's IoU floor of the metric's box set
+DIVERGENCE_FLOORS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # recorded for the sensitivity study
+MIN_BOXES = 5
+OBJECT_ID_STRIDE = 100_000  # object id = image index x stride + object index in the image
 
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: CocoDetection, device: torch.device, batch_size: int,
-            rank: int = 0, world_size: int = 1) -> list[dict]:
+            rank: int = 0, world_size: int = 1) -> tuple[list[dict], list[torch.Tensor]]:
     """COCO-format results ({image_id, category_id, bbox xywh, score}) for this process's share
-    of the images (every world_size-th one), in input-image coordinates."""
+    of the images (every world_size-th one), in input-image coordinates, and the divergence
+    metric's boxes: [score, IoU, object id] rows of the pre-NMS boxes around each object."""
     model.eval()
+    proposals = isinstance(model, ProposalNetwork)
     indices = list(range(rank, len(dataset), world_size))
-    results = []
+    results, around = [], []
     for start in range(0, len(indices), batch_size):
-        images, targets = collate([dataset[i] for i in indices[start:start + batch_size]])
+        chunk = indices[start:start + batch_size]
+        images, targets = collate([dataset[i] for i in chunk])
         outputs = model([img.to(device, non_blocking=True) for img in images])
-        for target, out in zip(targets, outputs):
+        for index, target, out in zip(chunk, targets, outputs):
+            if "pre_nms_boxes" in out:  # proposals are class-agnostic
+                gt_labels = torch.zeros_like(target["labels"]) if proposals else target["labels"]
+                s, iou, obj = boxes_around_objects(
+                    out["pre_nms_boxes"], out["pre_nms_scores"].float(), out["pre_nms_labels"],
+                    target["boxes"].to(device), gt_labels.to(device), min(DIVERGENCE_FLOORS))
+                around.append(torch.stack([s.cpu().double(), iou.cpu().double(),
+                                           (obj.cpu() + index * OBJECT_ID_STRIDE).double()], 1))
             boxes = out["boxes"].float().cpu()
             boxes[:, 2:] -= boxes[:, :2]
             for box, score, label in zip(boxes.tolist(), out["scores"].tolist(),
@@ -36,7 +55,7 @@ def predict(model: nn.Module, dataset: CocoDetection, device: torch.device, batc
                 results.append({"image_id": target["image_id"],
                                 "category_id": dataset.category_ids[label],
                                 "bbox": [round(v, 3) for v in box], "score": round(score, 5)})
-    return results
+    return results, around
 
 
 def _run_cocoeval(dataset: CocoDetection, results: list[dict], use_cats: bool,
@@ -78,11 +97,45 @@ def proposal_metrics(dataset: CocoDetection, results: list[dict]) -> dict[str, f
     return out
 
 
-def evaluate(model: nn.Module, dataset: CocoDetection, proposals: bool, device: torch.device,
-             batch_size: int, rank: int = 0, world_size: int = 1) -> dict[str, float] | None:
-    """Metrics over the whole set, computed on rank 0 from every process's share (None elsewhere)."""
-    shares = distributed.gather(predict(model, dataset, device, batch_size, rank, world_size))
+def divergence_metrics(around: list[torch.Tensor]) -> dict:
+    """The divergence at DESIGN.md's floor and at every recorded floor, from `predict`'s rows."""
+    rows = torch.cat(around) if around else torch.zeros(0, 3, dtype=torch.float64)
+    scores, ious, ids = rows[:, 0], rows[:, 1], rows[:, 2].long()
+    by_floor = divergence_by_floor(scores, ious, ids, DIVERGENCE_FLOORS, MIN_BOXES)
+    for figures in by_floor.values():  # JSON has no NaN: no object qualified
+        figures.update({k: None if v != v else round(v, 5) for k, v in figures.items()
+                        if k != "n_objects"})
+    return {"divergence": by_floor[f"{DIVERGENCE_FLOOR:.1f}"], "divergence_by_floor": by_floor}
+
+
+@contextlib.contextmanager
+def iou_nms_inference(model: nn.Module):
+    """Post-process with IoU-NMS instead of rescoring while inside the block."""
+    before = model.settings
+    model.settings = dataclasses.replace(before, iou_nms=True)
+    try:
+        yield model
+    finally:
+        model.settings = before
+
+
+def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, batch_size: int,
+             rank: int = 0, world_size: int = 1, iou_nms: bool = False) -> dict | None:
+    """Metrics over the whole set, computed on rank 0 from every process's share (None
+    elsewhere): AP or AR, the divergence, and with `iou_nms` the AP under IoU-NMS as `iou_nms`."""
+    proposals = isinstance(model, ProposalNetwork)
+    results, around = predict(model, dataset, device, batch_size, rank, world_size)
+    shares = distributed.gather((results, around))
+    extra = None
+    if iou_nms:
+        with iou_nms_inference(model):
+            extra = distributed.gather(predict(model, dataset, device, batch_size, rank,
+                                               world_size)[0])
     if rank != 0:
         return None
-    results = [r for share in shares for r in share]
-    return proposal_metrics(dataset, results) if proposals else detection_metrics(dataset, results)
+    results = [r for share in shares for r in share[0]]
+    metrics = proposal_metrics(dataset, results) if proposals else detection_metrics(dataset, results)
+    metrics.update(divergence_metrics([a for share in shares for a in share[1]]))
+    if extra is not None:
+        metrics["iou_nms"] = detection_metrics(dataset, [r for share in extra for r in share])
+    return metrics

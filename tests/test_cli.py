@@ -48,7 +48,9 @@ def test_train_then_eval_through_the_cli(tmp_path):
     res = _run("train", "--detector", "retinanet", "--scale", "smoke", "--quiet", env=env)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert set(out["metrics"]) == {"AP", "AP50", "AP75", "APS", "APM", "APL"}
+    assert set(out["metrics"]) == {"AP", "AP50", "AP75", "APS", "APM", "APL", "divergence",
+                                   "divergence_by_floor"}
+    assert set(out["metrics"]["divergence"]) == {"mean", "pooled", "n_objects"}
     run_dir = tmp_path / "runs" / "smoke" / out["name"]
     res = _run("eval", str(run_dir), env=env)
     assert res.returncode == 0, res.stderr

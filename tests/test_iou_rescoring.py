@@ -7,8 +7,9 @@ import torch
 
 from mlc.config import ConfigError, make_config
 from mlc.data.coco import collate
-from mlc.models import build_detector
-from mlc.models.dense import iou_rescoring_loss, paired_iou, quality_per_level
+from mlc.models import build_detector, switch_mlc_terms
+from mlc.models.dense import iou_rescoring_loss, paired_iou
+from mlc.models.postprocess import quality_per_level
 
 
 def test_paired_iou_by_hand():
@@ -38,8 +39,11 @@ def test_iur_heads_train_and_rescore(detector, smoke_sets):
                               train.num_classes)
     images, targets = collate([train[0], train[1]])
     model.train()
+    losses = model(images, targets)  # before mlc_start_epoch: the term is there with weight 0
+    assert losses["iou_rescoring"].item() == 0.0
+    switch_mlc_terms(model, True)
     losses = model(images, targets)
-    assert "iou_rescoring" in losses and torch.isfinite(losses["iou_rescoring"])
+    assert torch.isfinite(losses["iou_rescoring"]) and losses["iou_rescoring"] > 0
     sum(losses.values()).backward()
     assert model.head.iou_pred.weight.grad is not None and model.head.iou_pred.weight.grad.any()
     model.eval()
@@ -58,5 +62,3 @@ def test_quality_multiplies_centerness_and_predicted_iou():
 def test_iur_config_is_checked():
     with pytest.raises(ConfigError, match="gamma .* must be >= 0"):
         make_config("fcos_minus", "smoke", iur=True, gamma=-1.0)
-    with pytest.raises(ConfigError, match="allowed: fcos, fcos_minus, retinanet"):
-        make_config("rpn", "smoke", iur=True)

@@ -8,8 +8,8 @@ import torch
 from mlc.config import DETECTORS, make_config
 from mlc.data.coco import collate
 from mlc.models import build_detector
-from mlc.models.dense import InferenceSettings, select_detections
 from mlc.models.fcos import centerness_targets
+from mlc.models.postprocess import InferenceSettings, select_detections
 
 
 def _train_step(model, images, targets):

@@ -6,17 +6,13 @@ from functools import partial
 
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.rpn import RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from mlc.config import RunConfig
-from mlc.models.backbone import resnet50_fpn, tiny_fpn
-from mlc.models.dense import InferenceSettings
+from mlc.models.backbone import IMAGENET_MEAN, IMAGENET_STD, resnet50_fpn, tiny_fpn
 from mlc.models.fcos import FCOSDetector, FCOSHeadMLC
+from mlc.models.postprocess import DetectionTransform, InferenceSettings
 from mlc.models.retinanet import RetinaNetDetector, RetinaNetHeadMLC
-from mlc.models.rpn import ProposalNetwork, ProposalRPN
-
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+from mlc.models.rpn import ProposalNetwork, ProposalRPN, RPNHeadMLC
 
 
 def _strides(cfg: RunConfig) -> tuple[int, ...]:
@@ -57,10 +53,11 @@ def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
     anchors = anchor_generator(cfg)
     settings = InferenceSettings(cfg.score_thresh, cfg.topk_candidates, cfg.nms_thresh,
                                  cfg.detections_per_img)
+    ml_alpha = cfg.alpha if cfg.ml else None
     if cfg.detector in ("fcos", "fcos_minus"):
         head = FCOSHeadMLC(backbone.out_channels, num_classes, sc.head_convs,
                            centerness=cfg.detector == "fcos", norm_groups=min(32, sc.fpn_channels // 4),
-                           iur=cfg.iur, gamma=cfg.gamma)
+                           iur=cfg.iur, gamma=cfg.gamma, ml_alpha=ml_alpha, alignment=cfg.alignment)
         model = FCOSDetector(backbone, head, anchors, settings, sc.min_size, sc.max_size,
                              cfg.center_sampling_radius)
     elif cfg.detector == "retinanet":
@@ -68,17 +65,28 @@ def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
         # backbone it barely learns in 19 epochs, so there it gets GroupNorm (torchvision's v2).
         norm = None if sc.backbone == "resnet50" else partial(nn.GroupNorm, sc.fpn_channels // 4)
         head = RetinaNetHeadMLC(backbone.out_channels, anchors.num_anchors_per_location()[0],
-                                num_classes, norm_layer=norm, iur=cfg.iur, gamma=cfg.gamma)
+                                num_classes, norm_layer=norm, iur=cfg.iur, gamma=cfg.gamma,
+                                ml_alpha=ml_alpha, alignment=cfg.alignment)
         model = RetinaNetDetector(backbone, head, anchors, settings, sc.min_size, sc.max_size)
     else:
         rpn = ProposalRPN(
-            anchors, RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
+            anchors, RPNHeadMLC(backbone.out_channels, anchors.num_anchors_per_location()[0], cfg.iur),
             fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
             pre_nms_top_n={"training": 2000, "testing": cfg.proposals_per_img},
             post_nms_top_n={"training": 1000, "testing": cfg.proposals_per_img}, nms_thresh=0.7,
         )
-        transform = GeneralizedRCNNTransform(sc.min_size, sc.max_size, IMAGENET_MEAN, IMAGENET_STD)
+        rpn.ml_alpha, rpn.gamma = ml_alpha, cfg.gamma
+        transform = DetectionTransform(sc.min_size, sc.max_size, IMAGENET_MEAN, IMAGENET_STD)
         model = ProposalNetwork(backbone, rpn, transform)
     info = {"backbone": sc.backbone, "backbone_init": init,
             "parameters": sum(p.numel() for p in model.parameters())}
     return model, info
+
+
+def switch_mlc_terms(model: nn.Module, on: bool) -> None:
+    """Switch MLC's training terms (mutual labeling, IUR's loss, alignment) on or off; the
+    engine turns them on at the config's `mlc_start_epoch`."""
+    for module in model.modules():
+        if hasattr(module, "mlc_terms_on"):
+            module.mlc_terms_on = on
+

@@ -10,6 +10,9 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+# Input normalisation of every detector (ImageNet statistics, as torchvision's detectors).
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
 
 def resnet50_imagenet(pretrained: bool) -> tuple[nn.Module, str]:
     """ResNet-50 with frozen BN and ImageNet weights when they can be had; else random init.

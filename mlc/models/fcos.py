@@ -22,17 +22,10 @@ from torchvision.models.detection.fcos import (
 )
 from torchvision.ops import generalized_box_iou_loss
 
-from mlc.models.dense import (
-    DenseTargets,
-    DenseTargetsLoss,
-    InferenceSettings,
-    dense_detections,
-    flatten_level,
-    focal_classification_loss,
-    global_count,
-    iou_layer,
-    iou_rescoring_term,
-)
+from mlc.models.backbone import IMAGENET_MEAN, IMAGENET_STD
+from mlc.models.dense import MLCHead, flatten_level, focal_classification_loss, global_count, iou_layer
+from mlc.models.postprocess import DetectionTransform, InferenceSettings, dense_detections
+from mlc.targets import DenseTargets
 
 
 def centerness_targets(anchors: Tensor, boxes: Tensor) -> Tensor:
@@ -44,16 +37,18 @@ def centerness_targets(anchors: Tensor, boxes: Tensor) -> Tensor:
     return torch.sqrt((lr.min(-1).values / lr.max(-1).values) * (tb.min(-1).values / tb.max(-1).values))
 
 
-class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
+class FCOSHeadMLC(MLCHead, FCOSHead):
     """FCOS's head, with or without the centerness layer, with or without IUR's IoU layer (one
-    conv on the regression tower, Sec. 3.2), computing the loss from `DenseTargets`.
+    conv on the regression tower, Sec. 3.2), its loss computed from `DenseTargets` given by
+    FCOS's own assignment or by mutual labeling (candidates: FCOS's in-box locations).
 
     Its towers use GroupNorm with 32 groups as FCOS does, or fewer on narrow towers (a group
     of one channel would be instance norm).
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_convs: int, centerness: bool,
-                 norm_groups: int = 32, iur: bool = False, gamma: float = 1.0) -> None:
+                 norm_groups: int = 32, iur: bool = False, gamma: float = 1.0,
+                 ml_alpha: float | None = None, alignment: bool = False) -> None:
         super().__init__(in_channels, 1, num_classes, num_convs)
         if norm_groups != 32:
             norm = partial(nn.GroupNorm, norm_groups)
@@ -64,7 +59,10 @@ class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
         if not centerness:
             del self.regression_head.bbox_ctrness
         self.iou_pred = iou_layer(in_channels, 1) if iur else None
-        self.gamma = gamma
+        self.gamma, self.ml_alpha, self.alignment = gamma, ml_alpha, alignment
+
+    def decode_boxes(self, regression: Tensor, anchors: Tensor) -> Tensor:
+        return self.box_coder.decode(regression, anchors)
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         reg_head = self.regression_head
@@ -84,7 +82,8 @@ class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
         return out
 
     def dense_loss(self, t: DenseTargets, out: dict[str, Tensor], anchors: Tensor) -> dict[str, Tensor]:
-        """Focal loss, GIoU loss on decoded boxes, (FCOS) centerness BCE, (IUR) IoU MSE x gamma."""
+        """Focal loss, GIoU loss on the decoded boxes of localization positives and (FCOS)
+        centerness BCE, each per positive over the global batch."""
         pos = t.loc_pos
         norm = global_count(pos)
         pred_boxes = self.box_coder.decode(out["bbox_regression"][pos], anchors[pos])
@@ -98,9 +97,6 @@ class FCOSHeadMLC(DenseTargetsLoss, FCOSHead):
             bce = F.binary_cross_entropy_with_logits(out["bbox_ctrness"][pos].squeeze(-1), target,
                                                      reduction="sum")
             losses["bbox_ctrness"] = bce / norm
-        if self.iou_pred is not None:
-            losses["iou_rescoring"] = iou_rescoring_term(t, out, anchors, self.box_coder.decode,
-                                                         self.gamma)
         return losses
 
 
@@ -116,6 +112,7 @@ class FCOSDetector(FCOS):
                          max_size=max_size, anchor_generator=anchor_generator, head=head,
                          center_sampling_radius=radius)
         self.settings = settings
+        self.transform = DetectionTransform(min_size, max_size, IMAGENET_MEAN, IMAGENET_STD)
 
     def postprocess_detections(self, head_outputs: dict[str, list[Tensor]],
                                anchors: list[list[Tensor]],

@@ -15,28 +15,34 @@ from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import RetinaNetHead
 
+from mlc.config import ML_CANDIDATE_IOU
+from mlc.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from mlc.models.dense import (
-    DenseTargets,
-    DenseTargetsLoss,
-    InferenceSettings,
-    dense_detections,
+    MLCHead,
     flatten_level,
     focal_classification_loss,
     global_count,
     iou_layer,
-    iou_rescoring_term,
+    match_with_candidates,
 )
+from mlc.models.postprocess import DetectionTransform, InferenceSettings, dense_detections
+from mlc.targets import DenseTargets
 
 
-class RetinaNetHeadMLC(DenseTargetsLoss, RetinaNetHead):
+class RetinaNetHeadMLC(MLCHead, RetinaNetHead):
     """RetinaNet's head, with or without IUR's IoU layer (one conv on the regression tower, an
-    IoU per anchor), computing its loss from `DenseTargets`."""
+    IoU per anchor), its loss computed from `DenseTargets` given by RetinaNet's own matching or
+    by mutual labeling (candidates: anchors with IoU >= 0.4)."""
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int,
-                 norm_layer=None, iur: bool = False, gamma: float = 1.0) -> None:
+                 norm_layer=None, iur: bool = False, gamma: float = 1.0,
+                 ml_alpha: float | None = None, alignment: bool = False) -> None:
         super().__init__(in_channels, num_anchors, num_classes, norm_layer=norm_layer)
         self.iou_pred = iou_layer(in_channels, num_anchors) if iur else None
-        self.gamma = gamma
+        self.gamma, self.ml_alpha, self.alignment = gamma, ml_alpha, alignment
+
+    def decode_boxes(self, regression: Tensor, anchors: Tensor) -> Tensor:
+        return self.regression_head.box_coder.decode_single(regression, anchors)
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         out = {"cls_logits": self.classification_head(x)}
@@ -53,8 +59,8 @@ class RetinaNetHeadMLC(DenseTargetsLoss, RetinaNetHead):
         return out
 
     def dense_loss(self, t: DenseTargets, out: dict[str, Tensor], anchors: Tensor) -> dict[str, Tensor]:
-        """Focal loss, L1 loss on the encoded box deltas of localization positives and (IUR) the
-        IoU MSE x gamma."""
+        """Focal loss and L1 loss on the encoded box deltas of localization positives, each per
+        positive over the global batch."""
         pos = t.loc_pos
         coder = self.regression_head.box_coder
         target = coder.encode_single(t.boxes[pos], anchors[pos])
@@ -63,9 +69,6 @@ class RetinaNetHeadMLC(DenseTargetsLoss, RetinaNetHead):
             "classification": focal_classification_loss(out["cls_logits"], t),
             "bbox_regression": (l1 * t.loc_weight[pos]).sum() / global_count(pos),
         }
-        if self.iou_pred is not None:
-            losses["iou_rescoring"] = iou_rescoring_term(t, out, anchors, coder.decode_single,
-                                                         self.gamma)
         return losses
 
 
@@ -78,6 +81,15 @@ class RetinaNetDetector(RetinaNet):
         super().__init__(backbone, head.classification_head.num_classes, min_size=min_size,
                          max_size=max_size, anchor_generator=anchor_generator, head=head)
         self.settings = settings
+        self.transform = DetectionTransform(min_size, max_size, IMAGENET_MEAN, IMAGENET_STD)
+
+    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
+                     anchors: list[Tensor]) -> dict[str, Tensor]:
+        """RetinaNet's matching (IoU >= 0.5 positive, < 0.4 negative), with the candidates of
+        mutual labeling (IoU >= 0.4) beside it."""
+        matched, candidates = match_with_candidates(self.proposal_matcher, targets, anchors,
+                                                    ML_CANDIDATE_IOU["retinanet"])
+        return self.head.compute_loss(targets, head_outputs, anchors, matched, candidates)
 
     def postprocess_detections(self, head_outputs: dict[str, list[Tensor]],
                                anchors: list[list[Tensor]],

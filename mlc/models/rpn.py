@@ -1,46 +1,138 @@
 """RPN as a proposal-only model: torchvision's RegionProposalNetwork on a backbone, no second stage.
 
-The subclass skips proposal filtering during training (nothing consumes the proposals) and
-returns each proposal's objectness with its box at inference, so that AR@100/300/1000 can
-be read from the ranked list.
+The subclass labels anchors with RPN's own matching (IoU >= 0.7 positive, < 0.3 negative) or
+with mutual labeling (candidates: IoU >= 0.3), samples 256 anchors per image as RPN does from
+the resulting classification labels, and adds IUR: an IoU layer beside the objectness layer,
+whose predicted IoU multiplies the objectness that ranks the proposals. At inference it
+returns each proposal's score with its box, and the candidates as they enter NMS.
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, concat_box_prediction_layers
+from torchvision.ops import clip_boxes_to_image
+
+from mlc.config import ML_CANDIDATE_IOU
+from mlc.models.dense import (
+    flatten_level,
+    global_count,
+    iou_layer,
+    iou_rescoring_loss,
+    match_with_candidates,
+    paired_iou,
+)
+from mlc.models.postprocess import DetectionTransform
+from mlc.mutual import candidate_objects, mutual_labels
+from mlc.targets import DenseTargets, baseline_targets
+
+
+class RPNHeadMLC(RPNHead):
+    """RPN's head, with IUR's IoU layer (one conv on the shared conv's output) when asked."""
+
+    def __init__(self, in_channels: int, num_anchors: int, iur: bool = False) -> None:
+        super().__init__(in_channels, num_anchors)
+        self.iou_pred = iou_layer(in_channels, num_anchors) if iur else None
+
+    def forward(self, x: list[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        objectness, deltas, iou = [], [], []
+        for features in x:
+            t = self.conv(features)
+            objectness.append(self.cls_logits(t))
+            deltas.append(self.bbox_pred(t))
+            if self.iou_pred is not None:
+                iou.append(self.iou_pred(t))
+        return objectness, deltas, iou
 
 
 class ProposalRPN(RegionProposalNetwork):
-    """torchvision's RPN returning losses in training and {boxes, scores} per image otherwise."""
+    """torchvision's RPN with mutual labeling and IUR, returning losses in training and {boxes,
+    scores} per image otherwise (see the module docstring)."""
+
+    ml_alpha: float | None = None
+    gamma: float = 1.0
+    mlc_terms_on: bool = False
 
     def forward(self, images: ImageList, features: dict[str, Tensor],
                 targets: list[dict[str, Tensor]] | None = None):
         feats = list(features.values())
-        objectness, deltas = self.head(feats)
+        objectness, deltas, iou = self.head(feats)
         anchors = self.anchor_generator(images, feats)
         num_anchors_per_level = [o[0].numel() for o in objectness]
+        n = len(anchors)
+        iou_logits = torch.cat([flatten_level(x, 1) for x in iou], 1).squeeze(-1) if iou else None
         objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+        objectness, deltas = objectness.view(n, -1), deltas.view(n, -1, 4)
         if self.training:
-            labels, matched_gt_boxes = self.assign_targets_to_anchors(anchors, targets)
-            regression_targets = self.box_coder.encode(matched_gt_boxes, anchors)
-            loss_objectness, loss_box = self.compute_loss(objectness, deltas, labels,
-                                                          regression_targets)
-            return {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_box}
-        proposals = self.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
-        boxes, scores = self.filter_proposals(proposals, objectness, images.image_sizes,
-                                              num_anchors_per_level)
-        return [{"boxes": b, "scores": s, "labels": s.new_zeros(s.shape, dtype=int)}
-                for b, s in zip(boxes, scores)]
+            return self.rpn_loss(targets, objectness, deltas, iou_logits, torch.stack(anchors))
+        proposals = self.box_coder.decode(deltas.detach().reshape(-1, 4), anchors).view(n, -1, 4)
+        scores = objectness.detach()
+        if iou_logits is not None:  # IUR: rank by objectness x predicted IoU, as a logit
+            scores = torch.logit(torch.sigmoid(scores) * torch.sigmoid(iou_logits.detach()), eps=1e-7)
+        pre_nms = self._get_top_n_idx(scores, num_anchors_per_level)
+        boxes, probs = self.filter_proposals(proposals, scores, images.image_sizes,
+                                             num_anchors_per_level)
+        batch = torch.arange(n, device=scores.device)[:, None]
+        return [{"boxes": b, "scores": s, "labels": s.new_zeros(s.shape, dtype=torch.int64),
+                 "pre_nms_boxes": clip_boxes_to_image(proposals[i][pre_nms[i]], size),
+                 "pre_nms_scores": torch.sigmoid(scores[batch, pre_nms][i]),
+                 "pre_nms_labels": pre_nms.new_zeros(pre_nms.shape[1])}
+                for i, (b, s, size) in enumerate(zip(boxes, probs, images.image_sizes))]
+
+    def rpn_targets(self, targets: list[dict[str, Tensor]], objectness: Tensor, deltas: Tensor,
+                    anchors: Tensor) -> DenseTargets:
+        """RPN's own labels, or mutual labeling's once MLC's terms are on. Objects are treated
+        as one class (RPN's objectness)."""
+        agnostic = [{"boxes": t["boxes"], "labels": torch.zeros_like(t["labels"])} for t in targets]
+        matched, candidates = match_with_candidates(self.proposal_matcher, agnostic, list(anchors),
+                                                    ML_CANDIDATE_IOU["rpn"])
+        if self.ml_alpha is None or not self.mlc_terms_on:
+            return baseline_targets(agnostic, matched)
+        matched, candidate = torch.stack(matched), torch.stack(candidates)
+        labels, boxes, groups = candidate_objects(agnostic, candidate)
+        cand = groups >= 0
+        ious = torch.zeros(cand.shape, device=anchors.device)
+        scores = torch.zeros_like(ious)
+        with torch.no_grad():
+            pred = self.box_coder.decode_single(deltas[cand].float(), anchors[cand])
+            ious[cand] = paired_iou(pred, boxes[cand])
+            scores[cand] = torch.sigmoid(objectness[cand].float())
+        return mutual_labels(labels, boxes, groups, ignored=cand & (matched < 0),
+                             negative=matched == -1, ious=ious, scores=scores, alpha=self.ml_alpha)
+
+    def rpn_loss(self, targets: list[dict[str, Tensor]], objectness: Tensor, deltas: Tensor,
+                 iou_logits: Tensor | None, anchors: Tensor) -> dict[str, Tensor]:
+        """RPN's losses on the classification labels of `rpn_targets`: 256 anchors sampled per
+        image (at most half positive); BCE on the sampled anchors, smooth L1 on the sampled
+        localization positives, both per sampled anchor; IUR's MSE x gamma on the positives."""
+        t = self.rpn_targets(targets, objectness, deltas, anchors)
+        labels = torch.where(t.cls_pos, 1.0, torch.where(t.cls_neg, 0.0, -1.0))
+        sampled_pos, sampled_neg = self.fg_bg_sampler(list(labels))
+        sampled = torch.stack(sampled_pos).bool() | torch.stack(sampled_neg).bool()
+        norm = global_count(sampled)
+        bce = F.binary_cross_entropy_with_logits(objectness[sampled], t.cls_pos[sampled].float(),
+                                                 reduction="none")
+        loc = sampled & t.loc_pos
+        target = self.box_coder.encode_single(t.boxes[loc], anchors[loc])
+        l1 = F.smooth_l1_loss(deltas[loc], target, beta=1 / 9, reduction="none").sum(-1)
+        losses = {"loss_objectness": (bce * t.cls_weight[sampled]).sum() / norm,
+                  "loss_rpn_box_reg": (l1 * t.loc_weight[loc]).sum() / norm}
+        if iou_logits is not None:
+            union = t.cls_pos | t.loc_pos
+            boxes = torch.zeros_like(t.boxes)
+            boxes[union] = self.box_coder.decode_single(deltas[union], anchors[union])
+            weight = self.gamma if self.mlc_terms_on else 0.0
+            losses["iou_rescoring"] = weight * iou_rescoring_loss(iou_logits, boxes, t.boxes, union)
+        return losses
 
 
 class ProposalNetwork(nn.Module):
     """Resize and normalise, backbone, RPN; boxes come back in input-image coordinates."""
 
-    def __init__(self, backbone: nn.Module, rpn: ProposalRPN,
-                 transform: GeneralizedRCNNTransform) -> None:
+    def __init__(self, backbone: nn.Module, rpn: ProposalRPN, transform: DetectionTransform) -> None:
         super().__init__()
         self.transform = transform
         self.backbone = backbone
