@@ -1,4 +1,4 @@
-"""Command line: `python -m mlc data|train|eval|bench|notebooks`. Run `python -m mlc <command> --help` for each."""
+"""Command line: `python -m mlc data|train|eval|bench|notebooks`; `python -m mlc <command> --help`."""
 
 from __future__ import annotations
 

@@ -54,9 +54,9 @@ def test_iur_heads_train_and_rescore(detector, smoke_sets):
 def test_quality_multiplies_centerness_and_predicted_iou():
     ctr = [torch.logit(torch.tensor([[[0.5], [0.8]]]))]  # [levels][N, HWA, 1]
     iou = [torch.logit(torch.tensor([[0.4, 0.5]]))]
-    q = quality_per_level({"bbox_ctrness": ctr, "iou_logits": iou}, 0)
-    assert torch.allclose(q[0], torch.tensor([0.2, 0.4]))
-    assert quality_per_level({"cls_logits": []}, 0) is None
+    q = quality_per_level({"bbox_ctrness": ctr, "iou_logits": iou})
+    assert torch.allclose(q[0], torch.tensor([[0.2, 0.4]]))
+    assert quality_per_level({"cls_logits": []}) is None
 
 
 def test_iur_config_is_checked():

@@ -30,21 +30,27 @@ class InferenceSettings:
     iou_nms: bool = False
 
 
-def _sigmoid_per_level(head_outputs: dict[str, list[Tensor]], keys: tuple[str, ...],
-                       image: int) -> list[Tensor] | None:
-    """The product of the sigmoids of the present `keys`, per level, flat, for one image."""
+def _sigmoid_product(head_outputs: dict[str, list[Tensor]],
+                     keys: tuple[str, ...]) -> list[Tensor] | None:
+    """Per level, the product of the sigmoids of the present `keys`, as [N, HWA] probabilities
+    (None when none is present)."""
     keys = tuple(k for k in keys if k in head_outputs)
     if not keys:
         return None
-    levels = len(head_outputs[keys[0]])
-    return [torch.stack([torch.sigmoid(head_outputs[k][lvl][image]).view(-1) for k in keys])
-            .prod(0) for lvl in range(levels)]
+    levels = []
+    for lvl in range(len(head_outputs[keys[0]])):
+        n = head_outputs[keys[0]][lvl].shape[0]
+        prob = torch.sigmoid(head_outputs[keys[0]][lvl]).reshape(n, -1)
+        for k in keys[1:]:
+            prob = prob * torch.sigmoid(head_outputs[k][lvl]).reshape(n, -1)
+        levels.append(prob)
+    return levels
 
 
-def quality_per_level(head_outputs: dict[str, list[Tensor]], image: int) -> list[Tensor] | None:
-    """The localization quality of one image's boxes per level: sigmoid of centerness and/or of
-    the predicted IoU (IUR), multiplied when both exist; None when the head predicts neither."""
-    return _sigmoid_per_level(head_outputs, ("bbox_ctrness", "iou_logits"), image)
+def quality_per_level(head_outputs: dict[str, list[Tensor]]) -> list[Tensor] | None:
+    """The localization quality of the boxes per level ([N, HWA]): sigmoid of centerness and/or
+    of the predicted IoU (IUR), multiplied when both exist; None when the head predicts neither."""
+    return _sigmoid_product(head_outputs, ("bbox_ctrness", "iou_logits"))
 
 
 def iou_guided_nms(boxes: Tensor, probs: Tensor, ious: Tensor, labels: Tensor,
@@ -78,6 +84,8 @@ def select_detections(
     """Detections of one image from per-level outputs ([HWA, C] logits, [HWA, 4] regression;
     quality and predicted IoU as probabilities [HWA]), plus the candidates as they enter NMS
     (`pre_nms_boxes`, `pre_nms_scores`, `pre_nms_labels`)."""
+    if settings.iou_nms and predicted_iou is None:
+        raise ValueError("IoU-NMS needs IUR's predicted IoU (a config with iur=True)")
     all_boxes, all_scores, all_labels, all_probs, all_ious = [], [], [], [], []
     for level, (logits, reg, anc) in enumerate(zip(cls_logits, box_regression, anchors)):
         num_classes = logits.shape[-1]
@@ -90,13 +98,11 @@ def select_detections(
         all_boxes.append(clip_boxes_to_image(decode(reg[anchor_idx], anc[anchor_idx]), image_shape))
         all_scores.append(scores)
         all_labels.append(keep % num_classes)
-        all_probs.append(prob.flatten()[keep])
-        if predicted_iou is not None:
+        if settings.iou_nms:
+            all_probs.append(prob.flatten()[keep])
             all_ious.append(predicted_iou[level][anchor_idx])
     boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
     if settings.iou_nms:
-        if predicted_iou is None:
-            raise ValueError("IoU-NMS needs IUR's predicted IoU (a config with iur=True)")
         keep, kept_scores = iou_guided_nms(boxes, torch.cat(all_probs), torch.cat(all_ious),
                                            labels, settings.nms_thresh)
         order = kept_scores.argsort(descending=True, stable=True)[: settings.detections_per_img]
@@ -112,11 +118,13 @@ def dense_detections(head_outputs: dict[str, list[Tensor]], anchors: list[list[T
                      image_shapes: list[tuple[int, int]], decode: Callable[[Tensor, Tensor], Tensor],
                      settings: InferenceSettings) -> list[dict[str, Tensor]]:
     """`select_detections` for every image of a batch, from per-level head outputs [N, HWA, .]."""
+    quality = quality_per_level(head_outputs)
+    ious = _sigmoid_product(head_outputs, ("iou_logits",)) if settings.iou_nms else None
     return [
         select_detections([x[i] for x in head_outputs["cls_logits"]],
                           [x[i] for x in head_outputs["bbox_regression"]], anchors[i], decode,
-                          shape, settings, quality=quality_per_level(head_outputs, i),
-                          predicted_iou=_sigmoid_per_level(head_outputs, ("iou_logits",), i))
+                          shape, settings, quality=None if quality is None else [q[i] for q in quality],
+                          predicted_iou=None if ious is None else [q[i] for q in ious])
         for i, shape in enumerate(image_shapes)
     ]
 
