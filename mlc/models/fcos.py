@@ -23,7 +23,14 @@ from torchvision.models.detection.fcos import (
 from torchvision.ops import generalized_box_iou_loss
 
 from mlc.models.backbone import IMAGENET_MEAN, IMAGENET_STD
-from mlc.models.dense import MLCHead, flatten_level, focal_classification_loss, global_count, iou_layer
+from mlc.models.dense import (
+    MLCHead,
+    flatten_level,
+    focal_classification_loss,
+    global_count,
+    iou_layer,
+    sibling_convs,
+)
 from mlc.models.postprocess import DetectionTransform, InferenceSettings, dense_detections
 from mlc.targets import DenseTargets
 
@@ -67,13 +74,15 @@ class FCOSHeadMLC(MLCHead, FCOSHead):
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         reg_head = self.regression_head
         regression, ctrness, iou = [], [], []
+        layers = [reg_head.bbox_reg] + ([reg_head.bbox_ctrness] if self.centerness else []) + (
+            [self.iou_pred] if self.iou_pred is not None else [])
         for features in x:
-            tower = reg_head.conv(features)
-            regression.append(flatten_level(F.relu(reg_head.bbox_reg(tower)), 4))
+            outputs = list(sibling_convs(reg_head.conv(features), layers))
+            regression.append(flatten_level(F.relu(outputs.pop(0)), 4))
             if self.centerness:
-                ctrness.append(flatten_level(reg_head.bbox_ctrness(tower), 1))
+                ctrness.append(flatten_level(outputs.pop(0), 1))
             if self.iou_pred is not None:
-                iou.append(flatten_level(self.iou_pred(tower), 1))
+                iou.append(flatten_level(outputs.pop(0), 1))
         out = {"cls_logits": self.classification_head(x), "bbox_regression": torch.cat(regression, 1)}
         if self.centerness:
             out["bbox_ctrness"] = torch.cat(ctrness, 1)

@@ -24,6 +24,7 @@ from mlc.models.dense import (
     global_count,
     iou_layer,
     match_with_candidates,
+    sibling_convs,
 )
 from mlc.models.postprocess import DetectionTransform, InferenceSettings, dense_detections
 from mlc.targets import DenseTargets
@@ -48,11 +49,12 @@ class RetinaNetHeadMLC(MLCHead, RetinaNetHead):
         out = {"cls_logits": self.classification_head(x)}
         reg_head = self.regression_head
         regression, iou = [], []
+        layers = [reg_head.bbox_reg] + ([self.iou_pred] if self.iou_pred is not None else [])
         for features in x:
-            tower = reg_head.conv(features)
-            regression.append(flatten_level(reg_head.bbox_reg(tower), 4))
+            outputs = sibling_convs(reg_head.conv(features), layers)
+            regression.append(flatten_level(outputs[0], 4))
             if self.iou_pred is not None:
-                iou.append(flatten_level(self.iou_pred(tower), 1))
+                iou.append(flatten_level(outputs[1], 1))
         out["bbox_regression"] = torch.cat(regression, 1)
         if self.iou_pred is not None:
             out["iou_logits"] = torch.cat(iou, 1).squeeze(-1)

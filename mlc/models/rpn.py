@@ -24,6 +24,7 @@ from mlc.models.dense import (
     iou_rescoring_loss,
     match_with_candidates,
     paired_iou,
+    sibling_convs,
 )
 from mlc.models.postprocess import DetectionTransform
 from mlc.mutual import candidate_objects, mutual_labels
@@ -35,16 +36,17 @@ class RPNHeadMLC(RPNHead):
 
     def __init__(self, in_channels: int, num_anchors: int, iur: bool = False) -> None:
         super().__init__(in_channels, num_anchors)
-        self.iou_pred = iou_layer(in_channels, num_anchors) if iur else None
+        self.iou_pred = iou_layer(in_channels, num_anchors, kernel_size=1) if iur else None
 
     def forward(self, x: list[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        layers = [self.cls_logits, self.bbox_pred] + ([self.iou_pred] if self.iou_pred is not None else [])
         objectness, deltas, iou = [], [], []
         for features in x:
-            t = self.conv(features)
-            objectness.append(self.cls_logits(t))
-            deltas.append(self.bbox_pred(t))
+            outputs = sibling_convs(self.conv(features), layers)
+            objectness.append(outputs[0])
+            deltas.append(outputs[1])
             if self.iou_pred is not None:
-                iou.append(self.iou_pred(t))
+                iou.append(outputs[2])
         return objectness, deltas, iou
 
 
