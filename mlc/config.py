@@ -128,8 +128,13 @@ class RunConfig:
         return asdict(self)
 
     def short_hash(self) -> str:
-        """Eight hex digits of the config's canonical JSON: the run's identity."""
-        blob = json.dumps(self.to_json(), sort_keys=True, default=str)
+        """Eight hex digits of the canonical JSON of the config, of its scale (data set,
+        backbone, image size) and of the code version: the run's identity, so editing a scale
+        or the code that trains and evaluates retrains its runs."""
+        from mlc.version import code_version
+
+        blob = json.dumps({**self.to_json(), "scale_spec": asdict(self.scale_spec),
+                           "code_version": code_version()}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
     @property

@@ -19,6 +19,7 @@ from mlc import paths
 from mlc.config import RunConfig, config_from_json
 from mlc.engine import train
 from mlc.util import distributed
+from mlc.version import code_version
 from mlc.util.io import atomic_write_text
 from mlc.util.lock import file_lock
 
@@ -39,7 +40,8 @@ def git_commit() -> str:
 
 def provenance() -> dict:
     """Code version, package versions and machine, for a run's record."""
-    return {"git_commit": git_commit(), "python": platform.python_version(),
+    return {"git_commit": git_commit(), "code_version": code_version(),
+            "python": platform.python_version(),
             "packages": {p: metadata.version(p) for p in PACKAGES},
             "machine": platform.machine(), "cpus": _cpu_count(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
