@@ -19,9 +19,9 @@ from mlc import paths
 from mlc.config import RunConfig, config_from_json
 from mlc.engine import train
 from mlc.util import distributed
-from mlc.version import code_version
 from mlc.util.io import atomic_write_text
 from mlc.util.lock import file_lock
+from mlc.version import code_version
 
 PACKAGES = ("torch", "torchvision", "pycocotools", "numpy")
 
