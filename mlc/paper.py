@@ -281,27 +281,32 @@ def scorecard(runs: list[dict], final_runs: list[dict]) -> pd.DataFrame:
 
 
 def method_points(runs: list[dict]) -> pd.DataFrame:
-    """One point per trained detection method (config without its seed): mean AP and mean
-    correlation over seeds. IoU-NMS is left out: it reranks after the boxes the metric reads."""
+    """One row per trained detection method (config without its seed): detector, schedule,
+    mean AP and mean correlation over seeds. IoU-NMS is left out: it reranks after the boxes
+    the metric reads."""
     groups: dict[str, dict] = {}
     for run in runs:
         cfg, record = run["config"], run["record"]
-        if record is None or cfg.detector == RPN:
+        if record is None or cfg.detector == RPN or metric(record, "divergence.mean") is None:
             continue
         flags = [k for k in ("ml", "iur", "alignment") if getattr(cfg, k)]
         key = f"{cfg.detector} {cfg.schedule}" + "".join(f" +{f}" for f in flags)
-        g = groups.setdefault(key, {"AP": [], "correlation": []})
-        if metric(record, "divergence.mean") is not None:
-            g["AP"].append(metric(record, "AP"))
-            g["correlation"].append(metric(record, "divergence.mean"))
-    return pd.DataFrame({k: {"AP": statistics.fmean(v["AP"]),
-                             "correlation": statistics.fmean(v["correlation"]),
-                             "seeds": len(v["AP"])} for k, v in groups.items() if v["AP"]}).T
+        g = groups.setdefault(key, {"detector": cfg.detector, "schedule": cfg.schedule,
+                                    "AP": [], "correlation": []})
+        g["AP"].append(metric(record, "AP"))
+        g["correlation"].append(metric(record, "divergence.mean"))
+    columns = ["detector", "schedule", "AP", "correlation", "seeds"]
+    return pd.DataFrame([{"method": k, "detector": g["detector"], "schedule": g["schedule"],
+                          "AP": statistics.fmean(g["AP"]),
+                          "correlation": statistics.fmean(g["correlation"]), "seeds": len(g["AP"])}
+                         for k, g in groups.items()], columns=["method", *columns]).set_index("method")
 
 
 def _correlation_tracks_ap(runs: list[dict]) -> tuple[str, str]:
-    """Pearson r between methods' mean correlation and mean AP, with Fisher's 95% interval."""
+    """Pearson r between mean correlation and mean AP over the FCOS family's methods on the
+    ablation schedule (the paper's Tables 1-2), with Fisher's 95% interval."""
     points = method_points(runs)
+    points = points[points["detector"].isin(["fcos", FCOS_MINUS]) & (points["schedule"] != "final")]
     n = len(points)
     if n < 4:
         return f"{n} methods with a correlation; at least 4 needed", "no data"
