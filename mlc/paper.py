@@ -122,7 +122,8 @@ def comparison_table(grid: list[dict], runs: list[dict], paper: pd.DataFrame,
     """Per grid row and shown metric {name: (paper column, metric key)}: the paper's value, ours
     (mean ± std over seeds), ours − paper and, when `baseline` names a row, the paper's gain
     over it and ours (with a 95% interval over paired seeds). Correlations get 2 decimals,
-    percentages 1. Columns are (metric, what)."""
+    percentages 1. Columns are (metric, what); an empty `paper` (a sweep the paper does not
+    have) leaves out the paper's columns."""
     base_row = next((r for r in grid if r["label"] == baseline), None)
     rows = {}
     for row in grid:
@@ -134,10 +135,12 @@ def comparison_table(grid: list[dict], runs: list[dict], paper: pd.DataFrame,
             theirs = None if theirs is None or pd.isna(theirs) else float(theirs)
             present = [v for v in ours.values() if v is not None]
             mean = statistics.fmean(present) if present else None
-            out[(name, "paper")] = "–" if theirs is None else f"{theirs:.{digits}f}"
+            if not paper.empty:
+                out[(name, "paper")] = "–" if theirs is None else f"{theirs:.{digits}f}"
             out[(name, "ours")] = mean_std(list(ours.values()), digits)
-            out[(name, "ours − paper")] = "–" if theirs is None or mean is None else \
-                f"{mean - theirs:+.{digits}f}"
+            if not paper.empty:
+                out[(name, "ours − paper")] = "–" if theirs is None or mean is None else \
+                    f"{mean - theirs:+.{digits}f}"
             if base_row is not None:
                 base_theirs = float(paper.at[base_row["paper"], paper_col])
                 same = row is base_row
@@ -315,3 +318,24 @@ def _correlation_tracks_ap(runs: list[dict]) -> tuple[str, str]:
     lo, hi = math.tanh(z - half), math.tanh(z + half)
     v = "held" if lo > 0 else ("not held" if r <= 0 else "inconclusive")
     return f"Pearson r = {r:+.2f} [{lo:+.2f}, {hi:+.2f}] over {n} methods", v
+
+
+def floor_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """The divergence metric of each grid row at every recorded IoU floor (mean ± std over
+    seeds): how the figure moves with the floor that DESIGN.md sets at 0.3."""
+    rows = {}
+    for row in grid:
+        records = [metric(r["record"], "divergence_by_floor") for r in runs
+                   if per_seed([r], row, "AP")]
+        floors = sorted({f for rec in records if rec for f in rec}, key=float)
+        rows[row["label"]] = {f"IoU ≥ {f}": mean_std([(rec or {}).get(f, {}).get("mean")
+                                                      for rec in records], 2) for f in floors}
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("not run")
+    table.index.name = "method"
+    return table
+
+
+def sweep_grid(detector: str, field: str, values: list, base: dict | None = None) -> list[dict]:
+    """Grid rows that vary one config field (e.g. gamma) on top of `base` overrides."""
+    return [{"label": f"{field} = {v}", "detector": detector, "set": {**(base or {}), field: v},
+             "paper": ""} for v in values]

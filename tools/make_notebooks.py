@@ -224,6 +224,48 @@ plt.show()
     return new_notebook(cells=cells, metadata=KERNEL)
 
 
+def sensitivity_notebook() -> nbformat.NotebookNode:
+    made_by = "notebooks/sensitivity.ipynb with mlc.paper"
+    cells = [
+        md("""
+# Sensitivity: what the paper leaves open
+
+Three settings the paper does not pin down, each varied on its own: the IoU floor of the
+divergence metric's box set (DESIGN.md: 0.3), IUR's loss weight gamma (not given; default 1)
+and mutual labeling's alpha (given per detector, 0 / 0.5 / 2, without a study). The floor
+needs no training: every run records its divergence at floors 0.1-0.7.
+"""),
+        code(parameters(None, None).rsplit("\n", 1)[0] + """
+gammas = [0.5, 1.0, 2.0]  # IUR's loss weight on FCOS− + IUR
+alphas = [0.0, 0.5, 2.0]  # ML's alpha on RPN + ML (the paper: 2)""", "parameters", "hide-input"),
+        code(setup("import pandas as pd") + """
+floor_grid = paper.GRIDS[1] + paper.GRIDS[2][1:3]  # FCOS−, alignment, ML, FCOS, IUR
+gamma_grid = paper.sweep_grid("fcos_minus", "gamma", gammas, {"iur": True})
+alpha_grid = paper.sweep_grid("rpn", "alpha", alphas, {"ml": True})
+configs = [*paper.grid_configs(floor_grid, scale, seeds), *paper.grid_configs(gamma_grid, scale, seeds),
+           *paper.grid_configs(alpha_grid, scale, seeds)]
+runs = collect(configs, allow_training=allow_training, device=device)
+""", "remove-stderr", "hide-input"),
+        md("## The IoU floor of the divergence metric\n\nMean per-object Spearman correlation "
+           "(mean ± std over seeds) when only boxes with IoU at or above the floor enter it."),
+        code("paper.floor_table(floor_grid, runs)", "nbval-check-output", "hide-input"),
+        code(f'Markdown(provenance_line(runs, "{made_by}.floor_table"))', "remove-input"),
+        md("## IUR's loss weight gamma (FCOS− + IUR)"),
+        code("""
+paper.comparison_table(gamma_grid, runs, pd.DataFrame(), {"AP": ("AP", "AP"),
+                       "correlation": ("correlation", "divergence.mean")})
+""", "nbval-check-output", "hide-input"),
+        code(f'Markdown(provenance_line(runs, "{made_by}.comparison_table"))', "remove-input"),
+        md("## Mutual labeling's alpha (RPN + ML)\n\nalpha weighs the originally ignored "
+           "candidates (Eq. 7, 8); RPN has the widest ignored band (IoU 0.3-0.7)."),
+        code("""
+paper.comparison_table(alpha_grid, runs, pd.DataFrame(), {k: (k, k) for k in ("AR100", "AR300", "AR1000")})
+""", "nbval-check-output", "hide-input"),
+        code(f'Markdown(provenance_line(runs, "{made_by}.comparison_table"))', "remove-input"),
+    ]
+    return new_notebook(cells=cells, metadata=KERNEL)
+
+
 def main() -> None:
     corr_ap = {"correlation": ("correlation", "divergence.mean"), "AP": ("AP", "AP")}
     notebooks = {
@@ -276,6 +318,7 @@ def main() -> None:
     }
     notebooks["intro"] = intro_notebook()
     notebooks["fig_divergence_ap"] = scatter_notebook()
+    notebooks["sensitivity"] = sensitivity_notebook()
     for name, nb in notebooks.items():
         nbformat.write(nb, OUT / f"{name}.ipynb")
         print("wrote", OUT / f"{name}.ipynb")
