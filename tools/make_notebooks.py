@@ -290,8 +290,8 @@ def main() -> None:
             "separate training: it is the IUR run evaluated with IoU-NMS in place of "
             "rescoring, as in the paper.",
             corr_ap, {None: "FCOS−"}, [2, 3],
-            "As in Table 1. The paper gives no correlation for IoU-NMS; ours is the same as "
-            "IUR's (the metric reads the boxes before NMS)."),
+            "As in Table 1. The paper gives no correlation for IoU-NMS, and neither does this "
+            "table: the metric reads the boxes as they enter NMS, which are IUR's."),
         "table3": table_notebook(
             3, "ML and IUR on FCOS− and RetinaNet",
             "Mutual labeling and IoU rescoring alone and together on two one-stage detectors.",
