@@ -320,6 +320,8 @@ def main() -> None:
     notebooks["fig_divergence_ap"] = scatter_notebook()
     notebooks["sensitivity"] = sensitivity_notebook()
     for name, nb in notebooks.items():
+        for i, cell in enumerate(nb.cells):  # stable ids: no churn when nothing changed
+            cell.id = f"{name}-{i}"
         nbformat.write(nb, OUT / f"{name}.ipynb")
         print("wrote", OUT / f"{name}.ipynb")
 
