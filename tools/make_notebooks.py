@@ -115,10 +115,10 @@ and rough size of each effect) holds.
 SCORECARD_NOTE = """
 ## Scorecard of the paper's claims
 
-Each claim of DESIGN.md, judged on the runs of this build at the scale in the parameters
-cell. Evidence is a mean difference over paired seeds (same seed: same data order and
+Each claim listed in the project's design notes (`DESIGN.md`), judged on the runs of this
+build at the scale in the parameters cell. Evidence is a mean difference over paired seeds (same seed: same data order and
 initialisation) with its 95% t-interval; *held* means the interval lies above 0 (with one
-seed only the point estimate is available, and the verdict says so); *not run* means a run
+seed only the point estimate is available, and the verdict says so); *no data* means a run
 it needs is missing (train it with `make reproduce`).
 """
 
@@ -231,7 +231,7 @@ def sensitivity_notebook() -> nbformat.NotebookNode:
 # Sensitivity: what the paper leaves open
 
 Three settings the paper does not pin down, each varied on its own: the IoU floor of the
-divergence metric's box set (DESIGN.md: 0.3), IUR's loss weight gamma (not given; default 1)
+divergence metric's box set (`DESIGN.md`: 0.3), IUR's loss weight gamma (not given; default 1)
 and mutual labeling's alpha (given per detector, 0 / 0.5 / 2, without a study). The floor
 needs no training: every run records its divergence at floors 0.1-0.7.
 """),
