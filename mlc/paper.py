@@ -18,6 +18,7 @@ import pandas as pd
 
 from mlc.config import RunConfig, make_config
 from mlc.paths import REPO_ROOT
+from mlc.report import mean_std
 
 PAPER_DIR = REPO_ROOT / "data" / "paper"
 
@@ -102,19 +103,6 @@ def per_seed(runs: list[dict], row: dict, key: str) -> dict[int, float | None]:
             continue
         out[cfg.seed] = metric(run["record"], key, row.get("source"))
     return out
-
-
-def mean_std(values: list[float | None], digits: int = 1) -> str:
-    """'mean ± sample std' ('mean' for one value; 'not run' for no run, 'n/a' for no value)."""
-    if not values:
-        return "not run"
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def comparison_table(grid: list[dict], runs: list[dict], paper: pd.DataFrame,

@@ -3,7 +3,7 @@ curves, and a provenance line saying which runs were trained now and which were 
 
 from __future__ import annotations
 
-import math
+import statistics
 import sys
 import time
 from collections.abc import Iterable
@@ -38,17 +38,18 @@ def collect(configs: Iterable[RunConfig], allow_training: bool = True,
     return out
 
 
-def _mean_std(values: list[float | None]) -> str:
+def mean_std(values: list[float | None], digits: int = 1) -> str:
+    """'mean ± sample std' ('mean' for one value; 'not run' for no run, 'n/a' for no value,
+    e.g. no object of that size in the validation set)."""
     if not values:
         return "not run"
     values = [v for v in values if v is not None]
     if not values:
-        return "n/a"  # no object of that size in the validation set
-    mean = sum(values) / len(values)
+        return "n/a"
+    mean = statistics.fmean(values)
     if len(values) == 1:
-        return f"{mean:.1f}"
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{mean:.1f} ± {std:.1f}"
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def summary_table(runs: list[dict], metrics: Iterable[str], label: str = "detector") -> pd.DataFrame:
@@ -64,7 +65,7 @@ def summary_table(runs: list[dict], metrics: Iterable[str], label: str = "detect
                 if m in run["record"]["metrics"]:
                     row[m].append(run["record"]["metrics"][m])
     table = pd.DataFrame(
-        {key: {**{m: _mean_std(row[m]) for m in metrics},
+        {key: {**{m: mean_std(row[m]) for m in metrics},
                "seeds": ",".join(map(str, row["seeds"])) or "-"} for key, row in rows.items()}
     ).T
     table.index.name = label
