@@ -61,6 +61,31 @@ def match_with_candidates(matcher: Matcher, targets: list[dict[str, Tensor]], an
     return matched, candidates
 
 
+def decode_where(decode, deltas: Tensor, anchors: Tensor, mask: Tensor) -> Tensor:
+    """[N, A, 4] float32 boxes decoded where `mask` is set, zeros elsewhere (in float32 also
+    under autocast, where the deltas come as float16)."""
+    boxes = torch.zeros((*mask.shape, 4), device=deltas.device)
+    boxes[mask] = decode(deltas[mask].float(), anchors[mask])
+    return boxes
+
+
+def mutual_targets(targets: list[dict[str, Tensor]], matched: Tensor, candidate: Tensor, decode,
+                   deltas: Tensor, cls_logits: Tensor, anchors: Tensor, alpha: float) -> DenseTargets:
+    """Mutual labeling (Sec. 3.1) of every candidate from the detached IoU of its decoded box
+    with its object and its probability of the object's class ([N, A, C] logits; RPN's
+    objectness as one class)."""
+    labels, boxes, groups = candidate_objects(targets, candidate)
+    cand = groups >= 0
+    with torch.no_grad():
+        ious = torch.zeros(cand.shape, device=anchors.device)
+        ious[cand] = paired_iou(decode_where(decode, deltas, anchors, cand)[cand], boxes[cand])
+        scores = torch.zeros_like(ious)
+        prob = torch.sigmoid(cls_logits[cand].float())
+        scores[cand] = prob.gather(1, labels[cand][:, None]).squeeze(1)
+    return mutual_labels(labels, boxes, groups, ignored=cand & (matched < 0),
+                         negative=matched == -1, ious=ious, scores=scores, alpha=alpha)
+
+
 def focal_classification_loss(cls_logits: Tensor, t: DenseTargets) -> Tensor:
     """Sigmoid focal loss over positives and negatives, weighted, per classification positive."""
     valid = t.cls_pos | t.cls_neg
@@ -142,8 +167,7 @@ class MLCHead:
         losses = self.dense_loss(t, head_outputs, anchors)
         if self.iou_pred is not None or self.alignment:
             union = t.cls_pos | t.loc_pos
-            boxes = torch.zeros_like(t.boxes)
-            boxes[union] = self.decode_boxes(head_outputs["bbox_regression"][union], anchors[union])
+            boxes = decode_where(self.decode_boxes, head_outputs["bbox_regression"], anchors, union)
             weight = 1.0 if self.mlc_terms_on else 0.0
             if self.iou_pred is not None:
                 losses["iou_rescoring"] = weight * self.gamma * iou_rescoring_loss(
@@ -154,15 +178,6 @@ class MLCHead:
 
     def mutual_targets(self, targets: list[dict[str, Tensor]], out: dict[str, Tensor],
                        anchors: Tensor, matched: Tensor, candidate: Tensor) -> DenseTargets:
-        """Mutual labeling of the candidates from the (detached) predicted boxes and scores."""
-        labels, boxes, groups = candidate_objects(targets, candidate)
-        cand = groups >= 0
-        ious = torch.zeros(cand.shape, device=anchors.device)
-        scores = torch.zeros_like(ious)
-        with torch.no_grad():
-            pred = self.decode_boxes(out["bbox_regression"][cand].float(), anchors[cand])
-            ious[cand] = paired_iou(pred, boxes[cand])
-            prob = torch.sigmoid(out["cls_logits"][cand].float())
-            scores[cand] = prob.gather(1, labels[cand][:, None]).squeeze(1)
-        return mutual_labels(labels, boxes, groups, ignored=cand & (matched < 0),
-                             negative=matched == -1, ious=ious, scores=scores, alpha=self.ml_alpha)
+        """Mutual labeling of the candidates from the head's predicted boxes and scores."""
+        return mutual_targets(targets, matched, candidate, self.decode_boxes,
+                              out["bbox_regression"], out["cls_logits"], anchors, self.ml_alpha)

@@ -18,16 +18,16 @@ from torchvision.ops import clip_boxes_to_image
 
 from mlc.config import ML_CANDIDATE_IOU
 from mlc.models.dense import (
+    decode_where,
     flatten_level,
     global_count,
     iou_layer,
     iou_rescoring_loss,
     match_with_candidates,
-    paired_iou,
+    mutual_targets,
     sibling_convs,
 )
 from mlc.models.postprocess import DetectionTransform
-from mlc.mutual import candidate_objects, mutual_labels
 from mlc.targets import DenseTargets, baseline_targets
 
 
@@ -93,17 +93,9 @@ class ProposalRPN(RegionProposalNetwork):
                                                     ML_CANDIDATE_IOU["rpn"])
         if self.ml_alpha is None or not self.mlc_terms_on:
             return baseline_targets(agnostic, matched)
-        matched, candidate = torch.stack(matched), torch.stack(candidates)
-        labels, boxes, groups = candidate_objects(agnostic, candidate)
-        cand = groups >= 0
-        ious = torch.zeros(cand.shape, device=anchors.device)
-        scores = torch.zeros_like(ious)
-        with torch.no_grad():
-            pred = self.box_coder.decode_single(deltas[cand].float(), anchors[cand])
-            ious[cand] = paired_iou(pred, boxes[cand])
-            scores[cand] = torch.sigmoid(objectness[cand].float())
-        return mutual_labels(labels, boxes, groups, ignored=cand & (matched < 0),
-                             negative=matched == -1, ious=ious, scores=scores, alpha=self.ml_alpha)
+        return mutual_targets(agnostic, torch.stack(matched), torch.stack(candidates),
+                              self.box_coder.decode_single, deltas, objectness[..., None], anchors,
+                              self.ml_alpha)
 
     def rpn_loss(self, targets: list[dict[str, Tensor]], objectness: Tensor, deltas: Tensor,
                  iou_logits: Tensor | None, anchors: Tensor) -> dict[str, Tensor]:
@@ -124,8 +116,7 @@ class ProposalRPN(RegionProposalNetwork):
                   "loss_rpn_box_reg": (l1 * t.loc_weight[loc]).sum() / norm}
         if iou_logits is not None:
             union = t.cls_pos | t.loc_pos
-            boxes = torch.zeros_like(t.boxes)
-            boxes[union] = self.box_coder.decode_single(deltas[union], anchors[union])
+            boxes = decode_where(self.box_coder.decode_single, deltas, anchors, union)
             weight = self.gamma if self.mlc_terms_on else 0.0
             losses["iou_rescoring"] = weight * iou_rescoring_loss(iou_logits, boxes, t.boxes, union)
         return losses
