@@ -60,8 +60,6 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-
-
     from mlc.config import DENSE
     from mlc.data.build import datasets
     from mlc.engine import load_checkpoint
@@ -73,7 +71,7 @@ def _eval(args: argparse.Namespace) -> None:
     run_dir = Path(args.run)
     cfg = read_config(run_dir)
     dist = distributed.setup(args.device)
-    _, val = datasets(cfg.scale, paths.data_root(), cfg.seed)
+    _, val = datasets(cfg.scale, paths.data_root(), cfg.seed, cfg.head_offset)
     model, _ = build_detector(cfg, val.num_classes)
     model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", cfg)["model"])
     model.to(dist.device)
@@ -84,7 +82,6 @@ def _eval(args: argparse.Namespace) -> None:
         print(json.dumps(metrics, indent=2))
 
 
-
 def _bench(args: argparse.Namespace) -> None:
     import torch
 
@@ -92,7 +89,7 @@ def _bench(args: argparse.Namespace) -> None:
     from mlc.util.io import atomic_write_text
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    report = run(args.scale, args.detectors, device, args.rounds, args.repeat)
+    report = run(args.scale, args.detectors, device, args.rounds, args.repeat, tuple(args.parts))
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
 
@@ -107,6 +104,7 @@ def _notebooks(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mlc.bench import PARTS
     from mlc.config import DETECTORS, SCALES, SCHEDULES
 
     parser = argparse.ArgumentParser(
@@ -173,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--rounds", type=int, default=7, help="alternating rounds (median taken)")
     p.add_argument("--repeat", type=int, default=2, help="calls per variant per round")
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                   help="anchor: FCOS beside torchvision's; training; inference; otsu")
     p.add_argument("--out", help="also write the figures to this JSON file")
     p.set_defaults(func=_bench)
 
