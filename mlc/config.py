@@ -113,6 +113,7 @@ class RunConfig:
     alignment: bool = False  # baseline of Table 1: MSE between the GT-class score and the IoU
     mlc_start_epoch: int = 12  # ML, IUR's loss and alignment train from this epoch (0-based) on
     center_sampling_radius: float | None = None
+    head_offset: float | None = None  # generated sets: move the class-defining head (0-1)
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     topk_candidates: int = 1000
@@ -206,6 +207,10 @@ def validate(cfg: RunConfig) -> None:
     if not 0 <= cfg.mlc_start_epoch < cfg.epochs:
         raise ConfigError(f"mlc_start_epoch must lie in 0..epochs-1 ({cfg.epochs - 1}), "
                           f"got {cfg.mlc_start_epoch}")
+    if cfg.head_offset is not None and (cfg.scale_spec.shapes is None
+                                        or not 0 <= cfg.head_offset <= 1):
+        raise ConfigError(f"head_offset applies to the generated sets only and must lie in "
+                          f"[0, 1], got {cfg.head_offset} at scale {cfg.scale}")
     if cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError(f"batch_size and lr must be positive, got {cfg.batch_size}, {cfg.lr}")
 

@@ -140,9 +140,9 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if dist.is_main:
-        splits(cfg.scale, data_root)  # generates a synthetic set if missing, on rank 0 only
+        splits(cfg.scale, data_root, cfg.head_offset)  # generates a synthetic set if missing, on rank 0 only
     distributed.barrier()
-    train_set, val_set = datasets(cfg.scale, data_root, cfg.seed)
+    train_set, val_set = datasets(cfg.scale, data_root, cfg.seed, cfg.head_offset)
     model, info = build_detector(cfg, train_set.num_classes)
     model.to(dev)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,

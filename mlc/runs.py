@@ -15,6 +15,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
 from mlc import paths
 from mlc.config import RunConfig, config_from_json
 from mlc.engine import train
@@ -44,6 +46,7 @@ def provenance() -> dict:
             "python": platform.python_version(),
             "packages": {p: metadata.version(p) for p in PACKAGES},
             "machine": platform.machine(), "cpus": _cpu_count(),
+            "threads": torch.get_num_threads(),  # CPU results depend on it (summation order)
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
