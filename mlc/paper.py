@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from mlc.config import RunConfig, make_config
+from mlc.config import SCALES, RunConfig, make_config
 from mlc.paths import REPO_ROOT
 from mlc.report import mean_std
 
@@ -333,3 +333,60 @@ def sweep_grid(detector: str, field: str, values: list, base: dict | None = None
     """Grid rows that vary one config field (e.g. gamma) on top of `base` overrides."""
     return [{"label": f"{field} = {v}", "detector": detector, "set": {**(base or {}), field: v},
              "paper": ""} for v in values]
+
+
+def offset_grid(offsets: list[float], default: float, method: dict | None = None) -> list[dict]:
+    """Grid rows of FCOS− and FCOS− + `method` (default ML + IUR) at each head offset of the
+    generated set; the scale's own offset (`default`) is the scale's set, shared with the tables."""
+    method = {"ml": True, "iur": True} if method is None else method
+    rows = []
+    for off in offsets:
+        where = {} if off == default else {"head_offset": off}
+        rows.append({"label": f"FCOS− @ {off}", "detector": FCOS_MINUS, "set": where,
+                     "offset": off, "role": "baseline"})
+        rows.append({"label": f"FCOS− + MLC @ {off}", "detector": FCOS_MINUS,
+                     "set": {**method, **where}, "offset": off, "role": "method"})
+    return rows
+
+
+def offset_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """Per head offset: the baseline's correlation and AP, the method's AP and its gain (mean ±
+    std over seeds; the gain with a paired 95% interval when there are several seeds)."""
+    out = {}
+    for off in sorted({r["offset"] for r in grid}):
+        base = next(r for r in grid if r["offset"] == off and r["role"] == "baseline")
+        meth = next(r for r in grid if r["offset"] == off and r["role"] == "method")
+        corr = per_seed(runs, base, "divergence.mean")
+        ap_b, ap_m = per_seed(runs, base, "AP"), per_seed(runs, meth, "AP")
+        gain = paired_difference(ap_m, ap_b)
+        out[off] = {"FCOS− correlation": mean_std(list(corr.values()), 3),
+                    "FCOS− AP": mean_std(list(ap_b.values())),
+                    "FCOS− + MLC AP": mean_std(list(ap_m.values())),
+                    "MLC's AP gain": format_interval(gain),
+                    "_corr": statistics.fmean([v for v in corr.values() if v is not None])
+                    if any(v is not None for v in corr.values()) else None,
+                    "_gain": None if gain is None else gain["mean"]}
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "head offset"
+    return table
+
+
+# The sweeps the book runs by default (the notebooks' parameter cells hold the same values).
+GAMMAS = [0.5, 1.0, 2.0]  # IUR's loss weight, on FCOS− + IUR
+ALPHAS = [0.0, 0.5, 2.0]  # ML's alpha, on RPN + ML
+OFFSETS = [0.0, 0.5, 1.0]  # the generated set's head offset, FCOS− and FCOS− + MLC
+
+
+def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = "final") -> list[RunConfig]:
+    """Every run the book's notebooks read with their default parameters: the tables and the
+    scorecard, the sensitivity sweeps and, on a generated set, the head-offset dial."""
+    seeds = list(seeds)
+    configs = {c.name: c for c in scorecard_configs(scale, seeds, final_schedule)}
+    grids = [sweep_grid(FCOS_MINUS, "gamma", GAMMAS, {"iur": True}),
+             sweep_grid(RPN, "alpha", ALPHAS, {"ml": True})]
+    shapes = SCALES[scale].shapes
+    if shapes is not None:
+        grids.append(offset_grid(OFFSETS, shapes.head_offset))
+    for grid in grids:
+        configs.update((c.name, c) for c in grid_configs(grid, scale, seeds))
+    return list(configs.values())

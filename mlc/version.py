@@ -14,8 +14,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 # Modules that only report, schedule or time runs; they cannot change a result.
-NOT_RESULT_CODE = {"__main__.py", "bench.py", "notebooks.py", "paper.py", "paths.py", "report.py",
-                   "runs.py", "version.py", "util/lock.py"}
+NOT_RESULT_CODE = {"__main__.py", "bench.py", "figures.py", "launch.py", "notebooks.py", "paper.py",
+                   "paths.py", "report.py", "runs.py", "version.py", "util/lock.py"}
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:

@@ -1,0 +1,103 @@
+"""What `make reproduce` trains and what the figures read: the book's run list matches the
+notebooks' parameters, `mlc runs` trains missing runs in parallel workers and reads finished ones,
+figure data comes from finished runs only, the head-offset dial has its own data."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import papermill
+import pytest
+import torch
+
+from mlc import paper
+from mlc.__main__ import _parse_override, build_parser
+from mlc.bench import synthetic_coco_batch
+from mlc.config import ConfigError, make_config
+from mlc.data.build import data_source
+from mlc.figures import figure_data, figure_path
+from mlc.launch import cli_args, train_missing
+from mlc.runs import load_record
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _defaults(notebook: str) -> dict:
+    params = papermill.inspect_notebook(str(NOTEBOOKS / f"{notebook}.ipynb"))
+    return {k: ast.literal_eval(v["default"]) for k, v in params.items()}
+
+
+def test_notebook_sweeps_are_the_ones_make_reproduce_trains():
+    assert _defaults("sensitivity")["gammas"] == paper.GAMMAS
+    assert _defaults("sensitivity")["alphas"] == paper.ALPHAS
+    assert _defaults("beyond_head_offset")["offsets"] == paper.OFFSETS
+
+
+def test_book_configs_cover_tables_sweeps_and_dial():
+    configs = paper.book_configs("shapes", [0, 1])
+    names = {c.name for c in configs}
+    assert len(names) == len(configs)
+    assert {c.name for c in paper.scorecard_configs("shapes", [0, 1])} <= names
+    assert {c.head_offset for c in configs} == {None, 0.0, 1.0}  # 0.5 is the shapes set itself
+    assert {c.gamma for c in configs} == {0.5, 1.0, 2.0} and {c.seed for c in configs} == {0, 1}
+    assert {c.head_offset for c in paper.book_configs("coco", [0])} == {None}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"ml": True, "alpha": 1.0}, {"head_offset": 0.0},
+                                       {"iur": True, "gamma": 2.0, "lr_steps": [1]}])
+def test_cli_args_rebuild_the_same_config(overrides):
+    cfg = make_config("fcos_minus", "smoke", seed=3, **overrides)
+    args = build_parser().parse_args(["train", *cli_args(cfg)])
+    again = make_config(args.detector, args.scale, args.schedule, args.seed,
+                        **dict(_parse_override(s) for s in args.set))
+    assert again.name == cfg.name
+
+
+def test_train_missing_trains_in_workers_then_reads(capsys):
+    configs = [make_config("fcos_minus", "smoke", seed=s) for s in (11, 12)]
+    first = train_missing(configs, workers=2)
+    assert sorted(o for _, _, o in first) == ["trained", "trained"]
+    assert all(load_record(c) is not None for c in configs)
+    assert train_missing(configs, workers=2) == []
+    assert "0 to train" in capsys.readouterr().out
+
+
+def test_figure_data_needs_a_finished_run_and_is_kept():
+    cfg = make_config("fcos_minus", "smoke", ml=True, seed=13)
+    assert figure_data(cfg, "labels") is None  # not trained: no figure
+    train_missing([cfg], workers=1)
+    labels = figure_data(cfg, "labels")
+    n = len(labels["centres"])
+    assert n and all(len(labels[k]) == n for k in ("object", "own_positive", "cls_positive",
+                                                    "loc_positive", "strides"))
+    assert all(labels["own_positive"])  # FCOS−'s candidates are its own positives
+    assert set(labels["object"]) <= set(range(len(labels["gt_boxes"])))
+    assert figure_path(cfg).exists() and figure_data(cfg, "labels") == labels
+    examples = figure_data(cfg, "divergence")
+    for e in examples:
+        assert e["scores"] == sorted(e["scores"], reverse=True)
+        assert all(0.3 <= v <= 1 for v in e["ious"]) and e["gap"] >= 0
+
+
+def test_head_offset_has_its_own_data_and_is_checked():
+    assert data_source("shapes")[0] == "shapes"
+    assert data_source("shapes", 0.5)[0] == "shapes"  # the scale's own offset
+    name, spec = data_source("shapes", 0.0)
+    assert name == "shapes-head0" and spec.head_offset == 0.0
+    assert make_config("fcos_minus", head_offset=0.0).name != make_config("fcos_minus").name
+    with pytest.raises(ConfigError, match="generated sets only"):
+        make_config("fcos_minus", "coco", head_offset=0.2)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        make_config("fcos_minus", head_offset=1.5)
+
+
+def test_synthetic_coco_batch_has_valid_boxes_inside_the_images():
+    images, targets, num_classes = synthetic_coco_batch(16)
+    assert len(images) == 16 and num_classes == 80
+    for img, t in zip(images, targets):
+        h, w = img.shape[-2:]
+        b = t["boxes"]
+        assert 1 <= len(b) <= 15 and (b[:, 2:] > b[:, :2]).all()
+        assert (b >= 0).all() and (b[:, 2] <= w).all() and (b[:, 3] <= h).all()
+        assert t["labels"].dtype == torch.int64 and t["labels"].max() < 80
