@@ -15,7 +15,7 @@ SEED_LIST := [$(shell seq -s ', ' 0 $$(( $(SEEDS) - 1 )))]
 # pip lists every local index it skips; those lines say nothing a user needs.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: reproduce test book notebooks data venv smoke-notebook lint clean
+.PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks lint clean
 
 reproduce: venv data  ## generate data, train what is missing, execute notebooks, build the book
 	@start=$$(date +%s); \
@@ -27,9 +27,11 @@ reproduce: venv data  ## generate data, train what is missing, execute notebooks
 # were made so: CPU results depend on the thread count); with NGPUS=n each run is a torchrun job
 # on n GPUs.
 
-test: venv  ## lint, unit and integration tests, nbval over the executed smoke notebook
+test: venv  ## lint, unit and integration tests, nbval over the executed smoke and book notebooks
 	$(VENV)/bin/ruff check mlc tests tools
-	$(PY) -m pytest --nbval-lax tests
+	$(PY) -m pytest --nbval-lax tests --ignore=tests/book
+	@echo "nbval: the book's notebooks re-executed against the committed results (no training)"
+	MLC_RESULTS=$(CURDIR)/results MLC_RUNS=$$(mktemp -d) $(PY) -m pytest --nbval-lax -p no:cacheprovider tests/book
 
 book: venv  ## re-execute the notebooks from the results that exist (no training) and build
 	$(MAKE) --no-print-directory notebooks ALLOW_TRAINING=false
@@ -66,6 +68,11 @@ smoke-notebook: venv  ## regenerate the executed smoke notebooks that nbval chec
 	  MLC_RUNS=$$tmp/runs MLC_RESULTS=$$tmp/results MLC_DATA=$$tmp/data \
 	  $(VENV)/bin/papermill --cwd notebooks $$nb tests/notebooks/$$name.smoke.ipynb \
 	  --no-progress-bar -y "{scale: smoke, seeds: [0], allow_training: true$$extra}" || exit 1; done
+
+# The book's executed notebooks at shapes scale, from the committed results, for nbval in make test.
+book-notebooks: venv  ## refresh tests/book/ after committing new results
+	rm -rf tests/book && mkdir -p tests/book
+	MLC_RUNS=$$(mktemp -d) $(PY) -m mlc notebooks --scale shapes --seeds $(SEEDS) --out tests/book
 
 lint: venv
 	$(VENV)/bin/ruff check mlc tests tools

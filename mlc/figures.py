@@ -133,6 +133,8 @@ def mutual_label_example(model: nn.Module, dataset: CocoDetection, device: torch
     finally:
         del head.mutual_targets
         model.eval()
+    if not captured:
+        raise ValueError("the model does not use mutual labeling (its config has ml=false)")
     resized = model.transform([image.to(device)])[0].image_sizes[0]
     scale = torch.tensor([image.shape[-1] / resized[1], image.shape[-2] / resized[0]])
     anchors, t = captured["anchors"][0].cpu(), captured["t"]

@@ -26,3 +26,15 @@ def smoke_sets(data_root):
     from mlc.data.build import datasets
 
     return datasets("smoke", data_root, seed=0)
+
+
+# The retraining of a committed result (tests/test_committed_results.py) takes minutes on one
+# thread: it starts in the background as soon as the test is collected, beside the other tests.
+RETRAIN: dict = {}
+
+
+def pytest_collection_finish(session):
+    if any(item.nodeid.startswith("tests/test_committed_results.py") for item in session.items):
+        from test_committed_results import start_retraining
+
+        RETRAIN.update(start_retraining(_TMP / "retrain"))

@@ -135,18 +135,21 @@ make book                         # notebooks and book from the results at hand,
 make test                         # the test suite (what CI runs)
 ```
 
-At COCO scale, put COCO 2017 under `data/coco/` (`train2017/`, `val2017/`,
-`annotations/instances_{train,val}2017.json`) and run on GPUs:
+`make reproduce` first trains every missing run the notebooks read (`python -m mlc runs`:
+on a CPU as many single-threaded runs at once as there are cores), then executes the
+notebooks and builds the book. At COCO scale, put COCO 2017 under `data/coco/`
+(`train2017/`, `val2017/`, `annotations/instances_{train,val}2017.json`) and run on GPUs:
 
 ```bash
-python -m mlc train --detector fcos_minus --scale coco --set ml=true --set iur=true
-torchrun --nproc_per_node 8 -m mlc train --detector retinanet --scale coco --schedule final
-python -m mlc notebooks --scale coco && make build-book
+make reproduce SCALE=coco NGPUS=8   # each run a torchrun job on 8 GPUs, then the book
+torchrun --nproc_per_node 8 -m mlc train --detector fcos_minus --scale coco --set ml=true --set iur=true
 ```
 
 The `coco` preset is the paper's: ResNet-50-FPN from ImageNet weights, images resized to
 800 x 1333, 16 images per step over all GPUs, fp16 AMP, the 19-epoch ablation schedule (lr x0.1
-after epochs 16 and 18; MLC from epoch 12) or the 24-epoch final one (18, 22).
+after epochs 16 and 18; MLC from epoch 12) or the 24-epoch final one (18, 22). On one H100 it
+trains at the speed of torchvision's own FCOS (0.268 s per step of 16 images for both, measured
+side by side; `results/bench/`).
 """
 
 
