@@ -27,11 +27,10 @@ reproduce: venv data  ## generate data, train what is missing, execute notebooks
 # were made so: CPU results depend on the thread count); with NGPUS=n each run is a torchrun job
 # on n GPUs.
 
+# tests/book/: the book's notebooks, re-executed against the committed results without training.
 test: venv  ## lint, unit and integration tests, nbval over the executed smoke and book notebooks
 	$(VENV)/bin/ruff check mlc tests tools
-	$(PY) -m pytest --nbval-lax tests --ignore=tests/book
-	@echo "nbval: the book's notebooks re-executed against the committed results (no training)"
-	MLC_RESULTS=$(CURDIR)/results MLC_RUNS=$$(mktemp -d) $(PY) -m pytest --nbval-lax -p no:cacheprovider tests/book
+	$(PY) -m pytest --nbval-lax tests
 
 book: venv  ## re-execute the notebooks from the results that exist (no training) and build
 	$(MAKE) --no-print-directory notebooks ALLOW_TRAINING=false
