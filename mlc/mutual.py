@@ -12,7 +12,19 @@ from mlc.targets import DenseTargets
 
 @torch.no_grad()
 def otsu_threshold(values: Tensor, group_ids: Tensor, num_groups: int, bins: int = 256) -> Tensor:
-    """One Otsu threshold per group: `num_groups` values (dtype of `values`).
+    """One Otsu threshold per group: `num_groups` values (dtype of `values`), as
+    `otsu_threshold_torch` computes them; on CUDA by the Triton kernels of `mlc.kernels`
+    (7 launches instead of ~60, which is what the time of this function is made of there)."""
+    if values.is_cuda and values.dtype in (torch.float32, torch.float64):
+        from mlc.kernels import otsu_threshold_triton
+
+        return otsu_threshold_triton(values, group_ids, num_groups, bins)
+    return otsu_threshold_torch(values, group_ids, num_groups, bins)
+
+
+@torch.no_grad()
+def otsu_threshold_torch(values: Tensor, group_ids: Tensor, num_groups: int, bins: int = 256) -> Tensor:
+    """One Otsu threshold per group: `num_groups` values (dtype of `values`), in torch ops.
 
     Computed in float64 with the histogram numpy builds (`bins` equal bins over the group's
     [min, max], bin centres as candidate thresholds), so that for every group with at least
@@ -48,7 +60,11 @@ def otsu_threshold(values: Tensor, group_ids: Tensor, num_groups: int, bins: int
     mean1 = mass.cumsum(1) / weight1
     mean2 = (mass.flip(1).cumsum(1).flip(1)) / weight2
     between = weight1[:, :-1] * weight2[:, 1:] * (mean1[:, :-1] - mean2[:, 1:]) ** 2
-    best = torch.nan_to_num_(between, nan=-1.0).max(1, keepdim=True).indices  # first maximum
+    # Over a run of empty bins the variance repeats that of the occupied bin before it, which
+    # numpy's first maximum picks: only occupied bins compete, so that a parallel cumsum's
+    # last-digit differences (CUDA) along such a run cannot move the threshold.
+    between = torch.where(counts[:, :-1] > 0, torch.nan_to_num_(between, nan=-1.0), -1.0)
+    best = between.max(1, keepdim=True).indices  # first maximum
     threshold = centres.gather(1, best).squeeze(1)
 
     lo = lo.to(values.dtype)
@@ -75,6 +91,11 @@ def candidate_objects(targets: list[dict[str, Tensor]],
     return torch.stack(labels), torch.stack(boxes), torch.stack(groups)
 
 
+def _at_least_float32(x: Tensor) -> Tensor:
+    """Half precision (autocast) raised to float32, so that Otsu runs on the CUDA kernels."""
+    return x.detach().to(torch.promote_types(x.dtype, torch.float32))
+
+
 def mutual_labels(labels: Tensor, boxes: Tensor, groups: Tensor, ignored: Tensor, negative: Tensor,
                   ious: Tensor, scores: Tensor, alpha: float) -> DenseTargets:
     """Mutual labeling (Sec. 3.1, Eq. 4-8) of a batch's anchors, all objects at once.
@@ -91,7 +112,7 @@ def mutual_labels(labels: Tensor, boxes: Tensor, groups: Tensor, ignored: Tensor
     """
     cand = groups >= 0
     num_groups = int(groups.max()) + 1 if cand.any() else 0
-    g, iou, score = groups[cand], ious[cand].detach(), scores[cand].detach()
+    g, iou, score = groups[cand], _at_least_float32(ious[cand]), _at_least_float32(scores[cand])
     tau_iou = otsu_threshold(iou, g, num_groups)[g]
     tau_score = otsu_threshold(score, g, num_groups)[g]
     cls_pos = torch.zeros_like(cand)

@@ -6,6 +6,7 @@
 # (data loading, AMP, MLC switching on, a checkpoint, resume, evaluation with pycocotools).
 # Figures and logs go to $OUT (default: gpu-check/).
 #   bash tools/gpu_check.sh            # optional wheels to install first: .whl/*.whl
+#   CHECKS="otsu bench" BENCH_PARTS="training inference otsu" bash tools/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
@@ -17,14 +18,46 @@ fi
 export PYTHONUNBUFFERED=1 MLC_DATA=${MLC_DATA:-/tmp/mlc-data} MLC_RUNS=${MLC_RUNS:-/tmp/mlc-runs}
 export MLC_RESULTS=${MLC_RESULTS:-/tmp/mlc-results}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$OUT/gpu.txt"
+python3 -c "import torch, torchvision, triton; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
 
-echo "== benchmark, coco scale"
-start=$(date +%s)
-timeout 330 python3 -m mlc bench --scale coco --device cuda --rounds 5 --repeat 3 \
-  --detectors fcos fcos_minus retinanet rpn --out "$OUT/bench_coco.json" 2>&1 | tee "$OUT/bench_coco.log"
-echo "benchmark: $(( $(date +%s) - start )) s"
+CHECKS=${CHECKS:-"otsu bench e2e"}  # any of: otsu bench e2e
+BENCH_PARTS=${BENCH_PARTS:-"anchor training inference otsu"}
 
+if [[ $CHECKS == *otsu* ]]; then
+  echo "== Otsu on CUDA (Triton kernels) against the CPU"
+  python3 - <<'PY' 2>&1 | tee "$OUT/otsu_cuda.log"
+import torch
+from mlc.mutual import otsu_threshold, otsu_threshold_torch
+g = torch.Generator().manual_seed(0)
+for trial in range(50):
+    n, groups = int(torch.randint(1, 60000, (1,), generator=g)), int(torch.randint(1, 900, (1,), generator=g))
+    values = torch.rand(n, generator=g) * 10 - 5
+    if trial % 2:
+        values = (values * 100).round() / 100
+    ids = torch.randint(0, groups, (n,), generator=g)
+    for dtype in (torch.float32, torch.float64):
+        cpu = otsu_threshold(values.to(dtype), ids, groups + 1)
+        cuda = otsu_threshold(values.to(dtype).cuda(), ids.cuda(), groups + 1).cpu()
+        same = torch.equal(cpu.nan_to_num(7.0), cuda.nan_to_num(7.0))
+        if not same:
+            print("differs", trial, dtype, (cpu != cuda).sum().item(), "of", groups)
+        torch_ops = otsu_threshold_torch(values.to(dtype).cuda(), ids.cuda(), groups + 1).cpu()
+        if not torch.equal(cpu.nan_to_num(7.0), torch_ops.nan_to_num(7.0)):
+            print("torch ops on CUDA differ", trial, dtype, (cpu != torch_ops).sum().item())
+print("Otsu CUDA check done")
+PY
+fi
+
+if [[ $CHECKS == *bench* ]]; then
+  echo "== benchmark, coco scale"
+  start=$(date +%s)
+  timeout 330 python3 -m mlc bench --scale coco --device cuda --rounds ${ROUNDS:-5} --repeat 3 \
+    --detectors fcos fcos_minus retinanet rpn --parts $BENCH_PARTS --out "$OUT/bench_coco.json" \
+    2>&1 | tee "$OUT/bench_coco.log"
+  echo "benchmark: $(( $(date +%s) - start )) s"
+fi
+
+[[ $CHECKS == *e2e* ]] || exit 0
 echo "== coco preset end to end (generated images laid out as COCO 2017)"
 start=$(date +%s)
 gen=/tmp/mlc-gen

@@ -104,7 +104,7 @@ committed results (with their commit and date).
 | scale | data | backbone | where |
 |---|---|---|---|
 | `smoke` | a few generated 64 px images | tiny ResNet-FPN | CPU, seconds (tests) |
-| `shapes` (default) | generated COCO-format set: 600 train / 200 val images of 128 px | tiny ResNet-FPN, random init | CPU, minutes per run |
+| `shapes` (default) | generated COCO-format set: 300 train / 200 val images of 96 px | tiny ResNet-FPN, random init | CPU, minutes per run |
 | `coco` | COCO 2017 (118k train / 5k val) | ResNet-50-FPN, ImageNet init | GPUs, `torchrun` |
 
 The `shapes` set shows the paper's phenomenon by construction: each object is a textured

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mlc.util.io import atomic_write_text
+from mlc.util.lock import file_lock
 
 HEAD_SHAPES = ("disc", "square", "triangle", "cross", "diamond", "bar")
 
@@ -27,14 +28,14 @@ HEAD_SHAPES = ("disc", "square", "triangle", "cross", "diamond", "bar")
 class ShapesSpec:
     """Parameters of a generated set; the defaults are the `shapes` scale."""
 
-    num_train: int = 600
+    num_train: int = 300
     num_val: int = 200
-    image_size: int = 128
+    image_size: int = 96
     num_classes: int = 4
     min_objects: int = 1
     max_objects: int = 5
     min_size: float = 14.0
-    max_size: float = 96.0
+    max_size: float = 72.0
     head_offset: float = 0.5
     head_scale: float = 0.32
     max_occlusion: float = 0.35
@@ -195,14 +196,21 @@ def write_split(spec: ShapesSpec, root: Path, split: str) -> Path:
 def generate(spec: ShapesSpec, root: Path) -> Path:
     """Write train and val under root, unless the same spec is already there; returns root.
 
-    The spec is stored in `root/spec.json` last, so a half-written set is regenerated.
+    The spec is stored in `root/spec.json` last, so a half-written set is regenerated; a lock
+    beside the folder makes processes that ask for the same new set at once wait for one writer.
     """
     root = Path(root)
     stamp = root / "spec.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == asdict(spec):
+
+    def done() -> bool:
+        return stamp.exists() and json.loads(stamp.read_text()) == asdict(spec)
+
+    if done():
         return root
-    stamp.unlink(missing_ok=True)
-    for split in ("train", "val"):
-        write_split(spec, root, split)
-    atomic_write_text(stamp, json.dumps(asdict(spec), indent=2))
+    with file_lock(root.parent / f".{root.name}.lock"):
+        if not done():
+            stamp.unlink(missing_ok=True)
+            for split in ("train", "val"):
+                write_split(spec, root, split)
+            atomic_write_text(stamp, json.dumps(asdict(spec), indent=2))
     return root

@@ -78,7 +78,7 @@ def mutual_targets(targets: list[dict[str, Tensor]], matched: Tensor, candidate:
     cand = groups >= 0
     with torch.no_grad():
         ious = torch.zeros(cand.shape, device=anchors.device)
-        ious[cand] = paired_iou(decode_where(decode, deltas, anchors, cand)[cand], boxes[cand])
+        ious[cand] = paired_iou(decode(deltas[cand].float(), anchors[cand]), boxes[cand])
         scores = torch.zeros_like(ious)
         prob = torch.sigmoid(cls_logits[cand].float())
         scores[cand] = prob.gather(1, labels[cand][:, None]).squeeze(1)

@@ -89,17 +89,17 @@ def select_detections(
     all_boxes, all_scores, all_labels, all_probs, all_ious = [], [], [], [], []
     for level, (logits, reg, anc) in enumerate(zip(cls_logits, box_regression, anchors)):
         num_classes = logits.shape[-1]
-        prob = torch.sigmoid(logits)
-        rank = prob if quality is None else prob * quality[level].view(-1, 1)
-        keep = torch.where(prob.flatten() > settings.score_thresh)[0]
-        scores, order = rank.flatten()[keep].topk(min(settings.topk_candidates, keep.numel()))
-        keep = keep[order]
+        prob = torch.sigmoid(logits).flatten()
+        keep = torch.where(prob > settings.score_thresh)[0]
         anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
+        rank = prob[keep] if quality is None else prob[keep] * quality[level][anchor_idx]
+        scores, order = rank.topk(min(settings.topk_candidates, keep.numel()))
+        keep, anchor_idx = keep[order], anchor_idx[order]
         all_boxes.append(clip_boxes_to_image(decode(reg[anchor_idx], anc[anchor_idx]), image_shape))
         all_scores.append(scores)
         all_labels.append(keep % num_classes)
         if settings.iou_nms:
-            all_probs.append(prob.flatten()[keep])
+            all_probs.append(prob[keep])
             all_ious.append(predicted_iou[level][anchor_idx])
     boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
     if settings.iou_nms:

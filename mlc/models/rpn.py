@@ -72,8 +72,10 @@ class ProposalRPN(RegionProposalNetwork):
             return self.rpn_loss(targets, objectness, deltas, iou_logits, torch.stack(anchors))
         proposals = self.box_coder.decode(deltas.detach().reshape(-1, 4), anchors).view(n, -1, 4)
         scores = objectness.detach()
-        if iou_logits is not None:  # IUR: rank by objectness x predicted IoU, as a logit
-            scores = torch.logit(torch.sigmoid(scores) * torch.sigmoid(iou_logits.detach()), eps=1e-7)
+        if iou_logits is not None:  # IUR: rank by objectness x predicted IoU, as a logit (in
+            # float32: under autocast, half precision would tie most of the ranking at the clamp)
+            scores = torch.logit(torch.sigmoid(scores.float())
+                                 * torch.sigmoid(iou_logits.detach().float()), eps=1e-7)
         pre_nms = self._get_top_n_idx(scores, num_anchors_per_level)
         boxes, probs = self.filter_proposals(proposals, scores, images.image_sizes,
                                              num_anchors_per_level)
