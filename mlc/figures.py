@@ -151,7 +151,9 @@ def mutual_label_example(model: nn.Module, dataset: CocoDetection, device: torch
             "loc_positive": t.loc_pos[0].cpu()[keep].tolist()}
 
 
-def _val_and_train(cfg: RunConfig) -> tuple[CocoDetection, CocoDetection]:
+def figure_datasets(cfg: RunConfig) -> tuple[CocoDetection, CocoDetection]:
+    """The run's validation set and its training set without the random flips (the images the
+    figures draw on)."""
     train, val = datasets(cfg.scale, paths.data_root(), cfg.seed, cfg.head_offset)
     return val, CocoDetection(train.split, train=False)  # training images without flips
 
@@ -168,7 +170,7 @@ def figure_data(cfg: RunConfig, kind: str, device: str | None = None,
     if stored.get("version") == FIGURES_VERSION and key in stored:
         return stored[key]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    val, train = _val_and_train(cfg)
+    val, train = figure_datasets(cfg)
     model = load_model(cfg, val.num_classes, dev)
     if model is None:
         return None

@@ -129,10 +129,10 @@ COCO = """
 ## Reproducing
 
 ```bash
-make reproduce                    # shapes scale, 1 seed: data, missing runs, notebooks, book
-make reproduce SEEDS=3            # three seeds per configuration
-make book                         # notebooks and book from the results at hand, no training
-make test                         # the test suite (what CI runs)
+make reproduce           # shapes, 1 seed: data, missing runs, notebooks, book
+make reproduce SEEDS=3   # three seeds per configuration
+make book                # notebooks and book from the results at hand
+make test                # the test suite (what CI runs)
 ```
 
 `make reproduce` first trains every missing run the notebooks read (`python -m mlc runs`:
@@ -141,8 +141,9 @@ notebooks and builds the book. At COCO scale, put COCO 2017 under `data/coco/`
 (`train2017/`, `val2017/`, `annotations/instances_{train,val}2017.json`) and run on GPUs:
 
 ```bash
-make reproduce SCALE=coco NGPUS=8   # each run a torchrun job on 8 GPUs, then the book
-torchrun --nproc_per_node 8 -m mlc train --detector fcos_minus --scale coco --set ml=true --set iur=true
+make reproduce SCALE=coco NGPUS=8   # each run a torchrun job on 8 GPUs
+torchrun --nproc_per_node 8 -m mlc train --detector fcos_minus \\
+    --scale coco --set ml=true --set iur=true
 ```
 
 The `coco` preset is the paper's: ResNet-50-FPN from ImageNet weights, images resized to
@@ -300,8 +301,7 @@ labeled = {"label": "FCOS− + ML", "detector": "fcos_minus", "set": {"ml": True
 examples = 4  # objects drawn in Fig. 1""", "parameters", "hide-input"),
         code(setup("import matplotlib.pyplot as plt", "import pandas as pd",
                    "from matplotlib import patches",
-                   mlc=("from mlc import paths", "from mlc.data.build import datasets",
-                        "from mlc.figures import figure_data")) + """
+                   mlc=("from mlc.figures import figure_data, figure_datasets",)) + """
 rows = [baseline, method, labeled]
 runs = collect(paper.grid_configs(rows, scale, seeds[:1]), allow_training=allow_training,
                device=device)
@@ -311,7 +311,7 @@ base_ex = base_ex[:examples]
 objects = [(e["image_index"], e["object"]) for e in base_ex]
 meth_ex = (figure_data(cfg[method["label"]], "divergence", device, objects=objects) or []) if objects else []
 labels = figure_data(cfg[labeled["label"]], "labels", device)
-train_set, val_set = datasets(scale, paths.data_root(), seeds[0])
+val_set, train_images = figure_datasets(cfg[labeled["label"]])  # training images unflipped
 """, "remove-stderr", "hide-input"),
         md("## Fig. 1: boxes entering NMS around an object"),
         code("""
@@ -380,7 +380,7 @@ examples_table if len(examples_table) else None
 if labels is None:
     display(Markdown("*No labels: the FCOS− + ML run is not available at this scale.*"))
 else:
-    image = train_set.__class__(train_set.split, train=False)[labels["image_index"]][0]
+    image = train_images[labels["image_index"]][0]
     fig, ax = plt.subplots(figsize=(6.5, 6.5))
     ax.imshow(image.permute(1, 2, 0).numpy())
     for x0, y0, x1, y1 in labels["gt_boxes"]:
