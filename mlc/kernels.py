@@ -5,7 +5,7 @@ GPU (a batch has a few hundred objects of a few hundred candidates each).
 One kernel bins every value into its group's histogram (numpy's bins over the group's [min,
 max], with numpy's edge corrections); the other, one program per group, runs Otsu on the
 histogram and writes the threshold, or the float below the minimum for a group without spread.
-Tested against scikit-image in Triton's interpreter on the CPU (tests/test_otsu_spearman.py).
+Tested against scikit-image in Triton's interpreter on the CPU (tests/test_otsu_triton.py).
 """
 
 from __future__ import annotations
