@@ -229,6 +229,8 @@ def scorecard(runs: list[dict], final_runs: list[dict]) -> pd.DataFrame:
     if ap_gap is not None and v.startswith("held") and (ap_gap["hi"] if ap_gap["hi"] is not None
                                                         else ap_gap["mean"]) < 0:
         v = "not held (AP below centerness)"
+    elif ap_gap is not None and v == "held" and ap_gap["mean"] < 0:
+        v = "held (AP lower, but within its interval)"
     claims.append(("2. IUR raises the correlation far more than centerness, AP at least as high",
                    f"correlation IUR − centerness {format_interval(d[0], 2)}; AP "
                    f"{format_interval(ap_gap)}", v if ap_gap is not None else "not run"))

@@ -61,3 +61,16 @@ def test_scorecard_judges_what_it_has_and_says_what_is_missing():
     assert card.iloc[2]["verdict"] == "held (1 seed, no interval)"  # rescoring 12 > IoU-NMS 9
     assert card.iloc[2]["evidence"] == "AP rescoring − IoU-NMS +3.0"
     assert card.iloc[4]["verdict"].startswith("no data")
+
+
+@pytest.mark.parametrize("iur_ap, expected", [
+    ((9.0, 12.5, 10.0), "held (AP lower, but within its interval)"),  # AP gaps -1, +0.5, -2
+    ((9.0, 11.5, 11.0), "not held (AP below centerness)"),  # gaps -1, -0.5, -1: interval below 0
+    ((10.5, 12.5, 12.5), "held"),
+])
+def test_iur_against_centerness_judges_ap_by_its_interval(iur_ap, expected):
+    runs = [_run("fcos", s, {"AP": ap, "divergence": {"mean": 0.40 + s / 100}})
+            for s, ap in enumerate((10.0, 12.0, 12.0))]
+    runs += [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": 0.50 + s / 100 + (s == 1) / 50}},
+                  iur=True) for s, ap in enumerate(iur_ap)]
+    assert paper.scorecard(runs, []).iloc[1]["verdict"] == expected
