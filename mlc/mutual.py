@@ -91,11 +91,6 @@ def candidate_objects(targets: list[dict[str, Tensor]],
     return torch.stack(labels), torch.stack(boxes), torch.stack(groups)
 
 
-def _at_least_float32(x: Tensor) -> Tensor:
-    """Half precision (autocast) raised to float32, so that Otsu runs on the CUDA kernels."""
-    return x.detach().to(torch.promote_types(x.dtype, torch.float32))
-
-
 def mutual_labels(labels: Tensor, boxes: Tensor, groups: Tensor, ignored: Tensor, negative: Tensor,
                   ious: Tensor, scores: Tensor, alpha: float) -> DenseTargets:
     """Mutual labeling (Sec. 3.1, Eq. 4-8) of a batch's anchors, all objects at once.
@@ -112,7 +107,7 @@ def mutual_labels(labels: Tensor, boxes: Tensor, groups: Tensor, ignored: Tensor
     """
     cand = groups >= 0
     num_groups = int(groups.max()) + 1 if cand.any() else 0
-    g, iou, score = groups[cand], _at_least_float32(ious[cand]), _at_least_float32(scores[cand])
+    g, iou, score = groups[cand], ious[cand].detach(), scores[cand].detach()
     tau_iou = otsu_threshold(iou, g, num_groups)[g]
     tau_score = otsu_threshold(score, g, num_groups)[g]
     cls_pos = torch.zeros_like(cand)

@@ -91,10 +91,12 @@ def select_detections(
         num_classes = logits.shape[-1]
         prob = torch.sigmoid(logits).flatten()
         keep = torch.where(prob > settings.score_thresh)[0]
-        anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
-        rank = prob[keep] if quality is None else prob[keep] * quality[level][anchor_idx]
+        rank = prob[keep]
+        if quality is not None:
+            rank = rank * quality[level][torch.div(keep, num_classes, rounding_mode="floor")]
         scores, order = rank.topk(min(settings.topk_candidates, keep.numel()))
-        keep, anchor_idx = keep[order], anchor_idx[order]
+        keep = keep[order]
+        anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
         all_boxes.append(clip_boxes_to_image(decode(reg[anchor_idx], anc[anchor_idx]), image_shape))
         all_scores.append(scores)
         all_labels.append(keep % num_classes)
