@@ -9,7 +9,7 @@ from mlc.config import DETECTORS, make_config
 from mlc.data.coco import collate
 from mlc.models import build_detector
 from mlc.models.fcos import centerness_targets
-from mlc.models.postprocess import InferenceSettings, select_detections
+from mlc.models.postprocess import InferenceSettings, dense_detections
 
 
 def _train_step(model, images, targets):
@@ -60,7 +60,7 @@ def test_centerness_targets_by_hand():
     assert torch.allclose(centerness_targets(anchors, boxes), torch.tensor([1.0, 0.5]))
 
 
-def test_select_detections_thresholds_on_probability_and_ranks_by_product():
+def test_dense_detections_threshold_on_probability_and_rank_by_product():
     logits = torch.logit(torch.tensor([[0.9, 0.01], [0.6, 0.04], [0.3, 0.02]]))
     quality = torch.tensor([0.1, 0.9, 0.5])
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0], [20.0, 20, 30, 30]])
@@ -68,12 +68,39 @@ def test_select_detections_thresholds_on_probability_and_ranks_by_product():
     def decode(reg, anchors):
         return anchors
 
-    out = select_detections([logits], [torch.zeros(3, 4)], [boxes], decode, (100, 100),
-                            InferenceSettings(), quality=[quality])
+    outputs = {"cls_logits": [logits[None]], "bbox_regression": [torch.zeros(1, 3, 4)],
+               "bbox_ctrness": [torch.logit(quality)[None, :, None]]}
+    (out,) = dense_detections(outputs, [[boxes]], [(100, 100)], decode, InferenceSettings())
     # Class 1 probabilities are all below 0.05; class 0 ranks by p x q: .54, .15, .09.
     assert out["labels"].tolist() == [0, 0, 0]
     assert torch.allclose(out["scores"], torch.tensor([0.54, 0.15, 0.09]))
     assert out["boxes"][0].tolist() == [50.0, 50.0, 60.0, 60.0]
+    assert out["pre_nms_scores"].numel() == 3
+
+
+@pytest.mark.parametrize("iou_nms", [False, True])
+def test_dense_detections_of_a_batch_equal_each_image_alone(iou_nms):
+    """The batch is processed all at once; each image's detections must not depend on the others."""
+    g = torch.Generator().manual_seed(0)
+    levels = [(64, 3), (16, 3)]
+    outputs = {key: [torch.randn(3, hwa, c, generator=g) * 3 for hwa, _ in levels]
+               for key, c in (("cls_logits", 3), ("bbox_regression", 4), ("iou_logits", 1))}
+    anchors = [[torch.rand(hwa, 2, generator=g).mul(50).repeat(1, 2) + torch.tensor([0, 0, 20, 20])
+                for hwa, _ in levels] for _ in range(3)]
+    shapes = [(60, 60), (70, 50), (40, 80)]
+    settings = InferenceSettings(score_thresh=0.3, topk_candidates=40, iou_nms=iou_nms)
+
+    def decode(reg, anc):
+        return anc + reg
+
+    batch = dense_detections(outputs, anchors, shapes, decode, settings)
+    for i, shape in enumerate(shapes):
+        (alone,) = dense_detections({k: [x[i:i + 1] for x in v] for k, v in outputs.items()},
+                                    [anchors[i]], [shape], decode, settings)
+        for key in ("boxes", "scores", "labels", "pre_nms_boxes", "pre_nms_scores"):
+            assert torch.equal(batch[i][key], alone[key]), (i, key)
+        assert 0 < alone["pre_nms_scores"].numel() < 80
+        assert (alone["pre_nms_boxes"][:, 2:] <= torch.tensor(shape[::-1])).all()
 
 
 def test_coco_preset_resnet50_fpn_one_step_on_cpu(smoke_sets):

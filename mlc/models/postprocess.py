@@ -32,17 +32,17 @@ class InferenceSettings:
 
 def _sigmoid_product(head_outputs: dict[str, list[Tensor]],
                      keys: tuple[str, ...]) -> list[Tensor] | None:
-    """Per level, the product of the sigmoids of the present `keys`, as [N, HWA] probabilities
-    (None when none is present)."""
+    """Per level, the product of the sigmoids of the present `keys`, as [N, HWA] float32
+    probabilities (None when none is present)."""
     keys = tuple(k for k in keys if k in head_outputs)
     if not keys:
         return None
     levels = []
     for lvl in range(len(head_outputs[keys[0]])):
         n = head_outputs[keys[0]][lvl].shape[0]
-        prob = torch.sigmoid(head_outputs[keys[0]][lvl]).reshape(n, -1)
+        prob = torch.sigmoid(head_outputs[keys[0]][lvl].float()).reshape(n, -1)
         for k in keys[1:]:
-            prob = prob * torch.sigmoid(head_outputs[k][lvl]).reshape(n, -1)
+            prob = prob * torch.sigmoid(head_outputs[k][lvl].float()).reshape(n, -1)
         levels.append(prob)
     return levels
 
@@ -71,42 +71,63 @@ def iou_guided_nms(boxes: Tensor, probs: Tensor, ious: Tensor, labels: Tensor,
     return keep, scores.scatter_reduce(0, first, probs, "amax", include_self=False)
 
 
-def select_detections(
-    cls_logits: list[Tensor],
-    box_regression: list[Tensor],
-    anchors: list[Tensor],
-    decode: Callable[[Tensor, Tensor], Tensor],
-    image_shape: tuple[int, int],
-    settings: InferenceSettings,
-    quality: list[Tensor] | None = None,
-    predicted_iou: list[Tensor] | None = None,
-) -> dict[str, Tensor]:
-    """Detections of one image from per-level outputs ([HWA, C] logits, [HWA, 4] regression;
-    quality and predicted IoU as probabilities [HWA]), plus the candidates as they enter NMS
-    (`pre_nms_boxes`, `pre_nms_scores`, `pre_nms_labels`)."""
-    if settings.iou_nms and predicted_iou is None:
+def _level_candidates(logits: Tensor, quality: Tensor | None,
+                      settings: InferenceSettings) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The top candidates of one level for every image at once ([N, HWA, C] logits, [N, HWA]
+    quality): their rank (probability x quality), probability, anchor and class, each [N, k].
+
+    Candidates at or below the score threshold are ranked last and dropped later, all images
+    together, so that no step waits on the GPU for a per-image count. In float32: under autocast,
+    half-precision probabilities would tie by the thousand at the top-k cut."""
+    n, _, num_classes = logits.shape
+    prob = torch.sigmoid(logits.float())
+    rank = prob if quality is None else prob * quality[..., None]
+    rank = rank.reshape(n, -1).masked_fill(prob.reshape(n, -1) <= settings.score_thresh, -1.0)
+    top, idx = rank.topk(min(settings.topk_candidates, rank.shape[1]), dim=1)
+    return top, prob.reshape(n, -1).gather(1, idx), idx // num_classes, idx % num_classes
+
+
+def dense_detections(head_outputs: dict[str, list[Tensor]], anchors: list[list[Tensor]],
+                     image_shapes: list[tuple[int, int]], decode: Callable[[Tensor, Tensor], Tensor],
+                     settings: InferenceSettings) -> list[dict[str, Tensor]]:
+    """Detections of every image of a batch from per-level head outputs [N, HWA, .], plus the
+    candidates as they enter NMS (`pre_nms_boxes`, `pre_nms_scores`, `pre_nms_labels`)."""
+    if settings.iou_nms and "iou_logits" not in head_outputs:
         raise ValueError("IoU-NMS needs IUR's predicted IoU (a config with iur=True)")
-    all_boxes, all_scores, all_labels, all_probs, all_ious = [], [], [], [], []
-    for level, (logits, reg, anc) in enumerate(zip(cls_logits, box_regression, anchors)):
-        num_classes = logits.shape[-1]
-        prob = torch.sigmoid(logits).flatten()
-        keep = torch.where(prob > settings.score_thresh)[0]
-        rank = prob[keep]
-        if quality is not None:
-            rank = rank * quality[level][torch.div(keep, num_classes, rounding_mode="floor")]
-        scores, order = rank.topk(min(settings.topk_candidates, keep.numel()))
-        keep = keep[order]
-        anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
-        all_boxes.append(clip_boxes_to_image(decode(reg[anchor_idx], anc[anchor_idx]), image_shape))
-        all_scores.append(scores)
-        all_labels.append(keep % num_classes)
-        if settings.iou_nms:
-            all_probs.append(prob[keep])
-            all_ious.append(predicted_iou[level][anchor_idx])
-    boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
-    if settings.iou_nms:
-        keep, kept_scores = iou_guided_nms(boxes, torch.cat(all_probs), torch.cat(all_ious),
-                                           labels, settings.nms_thresh)
+    quality = quality_per_level(head_outputs)
+    predicted_iou = _sigmoid_product(head_outputs, ("iou_logits",)) if settings.iou_nms else None
+    fields: dict[str, list[Tensor]] = {"scores": [], "probs": [], "labels": [], "boxes": [], "ious": []}
+    for level, (logits, reg) in enumerate(zip(head_outputs["cls_logits"],
+                                              head_outputs["bbox_regression"])):
+        scores, probs, anchor_idx, labels = _level_candidates(
+            logits, None if quality is None else quality[level], settings)
+        level_anchors = torch.stack([a[level] for a in anchors])
+        n, k = anchor_idx.shape
+        boxes = decode(reg.float().gather(1, anchor_idx[..., None].expand(n, k, 4)).reshape(n * k, 4),
+                       level_anchors.gather(1, anchor_idx[..., None].expand(n, k, 4)).reshape(n * k, 4))
+        fields["scores"].append(scores)
+        fields["probs"].append(probs)
+        fields["labels"].append(labels)
+        fields["boxes"].append(boxes.reshape(n, k, 4))
+        if predicted_iou is not None:
+            fields["ious"].append(predicted_iou[level].gather(1, anchor_idx))
+    batch = {name: torch.cat(values, dim=1) for name, values in fields.items() if values}
+    valid = batch["probs"] > settings.score_thresh
+    counts = valid.sum(1).tolist()
+    flat = valid.flatten().nonzero().squeeze(1)
+    per_image = {name: x.flatten(0, 1)[flat].split(counts) for name, x in batch.items()}
+    return [_nms(*(per_image[name][i] for name in ("boxes", "scores", "labels", "probs")),
+                 per_image["ious"][i] if predicted_iou is not None else None, shape, settings)
+            for i, shape in enumerate(image_shapes)]
+
+
+def _nms(boxes: Tensor, scores: Tensor, labels: Tensor, probs: Tensor, ious: Tensor | None,
+         image_shape: tuple[int, int], settings: InferenceSettings) -> dict[str, Tensor]:
+    """One image's detections from its ranked candidates: NMS on the ranked scores, or IoU-NMS
+    on the predicted IoUs when `ious` is given."""
+    boxes = clip_boxes_to_image(boxes, image_shape)
+    if ious is not None:
+        keep, kept_scores = iou_guided_nms(boxes, probs, ious, labels, settings.nms_thresh)
         order = kept_scores.argsort(descending=True, stable=True)[: settings.detections_per_img]
         keep, final_scores = keep[order], kept_scores[order]
     else:
@@ -114,21 +135,6 @@ def select_detections(
         final_scores = scores[keep]
     return {"boxes": boxes[keep], "scores": final_scores, "labels": labels[keep],
             "pre_nms_boxes": boxes, "pre_nms_scores": scores, "pre_nms_labels": labels}
-
-
-def dense_detections(head_outputs: dict[str, list[Tensor]], anchors: list[list[Tensor]],
-                     image_shapes: list[tuple[int, int]], decode: Callable[[Tensor, Tensor], Tensor],
-                     settings: InferenceSettings) -> list[dict[str, Tensor]]:
-    """`select_detections` for every image of a batch, from per-level head outputs [N, HWA, .]."""
-    quality = quality_per_level(head_outputs)
-    ious = _sigmoid_product(head_outputs, ("iou_logits",)) if settings.iou_nms else None
-    return [
-        select_detections([x[i] for x in head_outputs["cls_logits"]],
-                          [x[i] for x in head_outputs["bbox_regression"]], anchors[i], decode,
-                          shape, settings, quality=None if quality is None else [q[i] for q in quality],
-                          predicted_iou=None if ious is None else [q[i] for q in ious])
-        for i, shape in enumerate(image_shapes)
-    ]
 
 
 class DetectionTransform(GeneralizedRCNNTransform):
