@@ -94,6 +94,6 @@ def provenance_line(runs: list[dict], made_by: str) -> str:
     missing = len(runs) - len(done)
     scales = sorted({r["config"].scale for r in runs})
     return (f"Made by {made_by} from {len(done)} run(s) at scale {', '.join(scales)}: "
-            f"{now} trained now, {len(done) - now} read from earlier results"
+            f"{now} trained by this notebook, {len(done) - now} read from their result files"
             + (f", {missing} not run" if missing else "")
             + (f"; code {', '.join(commits)}; dated {', '.join(dates)}." if done else "."))

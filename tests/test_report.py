@@ -27,5 +27,5 @@ def test_provenance_line_says_what_was_trained_and_what_was_read():
     runs = [_run("fcos", 0, 1.0), _run("fcos", 1, 2.0, trained_now=False),
             {"config": make_config("rpn", "smoke"), "record": None}]
     line = provenance_line(runs, "notebooks/x.ipynb")
-    assert line == ("Made by notebooks/x.ipynb from 2 run(s) at scale smoke: 1 trained now, "
-                    "1 read from earlier results, 1 not run; code abcdef1234; dated 2026-11-26.")
+    assert line == ("Made by notebooks/x.ipynb from 2 run(s) at scale smoke: 1 trained by this notebook, "
+                    "1 read from their result files, 1 not run; code abcdef1234; dated 2026-11-26.")
