@@ -97,3 +97,30 @@ def provenance_line(runs: list[dict], made_by: str) -> str:
             f"{now} trained by this notebook, {len(done) - now} read from their result files"
             + (f", {missing} not run" if missing else "")
             + (f"; code {', '.join(commits)}; dated {', '.join(dates)}." if done else "."))
+
+
+def benchmark_ratios(reports: list[dict]) -> tuple[pd.DataFrame, float | None]:
+    """MLC's cost from `python -m mlc bench` reports (their JSON, merged in order, a later
+    report's figures replacing an earlier one's): each variant's time as a ratio to its
+    detector's baseline, with the target beside it; and the batched Otsu's speed-up over the
+    per-object scikit-image loop (None when no report timed it)."""
+    training: dict[str, dict] = {}
+    inference: dict[str, dict] = {}
+    otsu = None
+    for report in reports:
+        training.update(report.get("training", {}))
+        inference.update(report.get("inference", {}))
+        otsu = report.get("otsu") or otsu
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for det, t in training.items():
+        for variant in ("ML", "IUR", "ML+IUR"):
+            row = (f"training step, {variant}", "≤ 1.05" if variant == "ML+IUR" else "")
+            rows.setdefault(row, {})[det] = f"{t[variant] / t['baseline']:.3f}"
+    for key, t in inference.items():
+        det, thresh = key.split("@")
+        row = (f"inference with IUR, score threshold {thresh}", "≤ 1.02")
+        rows.setdefault(row, {})[det] = f"{t['IUR'] / t['baseline']:.3f}"
+    names = {"fcos": "FCOS", "fcos_minus": "FCOS−", "retinanet": "RetinaNet", "rpn": "RPN"}
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("").rename(columns=names)
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["time, ratio to the baseline", "target"])
+    return table, None if otsu is None else otsu["loop"] / otsu["batched"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlc.config import make_config
-from mlc.report import provenance_line, summary_table
+from mlc.report import benchmark_ratios, provenance_line, summary_table
 
 
 def _run(detector, seed, ap, trained_now=True, apl=None):
@@ -29,3 +29,17 @@ def test_provenance_line_says_what_was_trained_and_what_was_read():
     line = provenance_line(runs, "notebooks/x.ipynb")
     assert line == ("Made by notebooks/x.ipynb from 2 run(s) at scale smoke: 1 trained by this notebook, "
                     "1 read from their result files, 1 not run; code abcdef1234; dated 2026-11-26.")
+
+
+def test_benchmark_ratios_merge_reports_and_divide_by_the_baseline():
+    first = {"training": {"fcos": {"baseline": 2.0, "ML": 2.1, "IUR": 2.0, "ML+IUR": 2.2}},
+             "otsu": {"batched": 0.5, "loop": 40.0}}
+    second = {"inference": {"rpn@0.05": {"baseline": 1.0, "IUR": 1.01, "same_boxes": True}},
+              "otsu": {"batched": 0.25, "loop": 50.0}}
+    table, otsu = benchmark_ratios([first, second])
+    assert table.loc[("training step, ML+IUR", "≤ 1.05"), "FCOS"] == "1.100"
+    assert table.loc[("inference with IUR, score threshold 0.05", "≤ 1.02"), "RPN"] == "1.010"
+    assert table.loc[("training step, ML", ""), "RPN"] == ""
+    assert otsu == 200.0  # the later report's
+    assert benchmark_ratios([first])[1] == 80.0
+    assert benchmark_ratios([{"inference": {}}])[1] is None
