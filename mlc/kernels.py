@@ -21,7 +21,6 @@ BLOCK = 1024  # values per block of a program
 SINGLE_PASS_LIMIT = 1 << 24  # values x groups up to which one program per group reads all
 
 
-
 @triton.jit
 def _bin_index(v, lo, hi, bins):
     """numpy's histogram bin of each value (float64) in [lo, hi]."""
