@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 from mlc import paths
+from mlc.util import cpu
+
+# Before anything imports torch: its CPU kernels at the level the committed results were made at
+# (inherited by the workers, torchrun jobs and notebook kernels this process starts).
+cpu.pin()
 
 EPILOG = """examples:
   python -m mlc data shapes                       # write data/shapes (COCO JSON + PNG)
@@ -38,19 +43,12 @@ def _data(args: argparse.Namespace) -> None:
     print(f"wrote {spec.num_train} train and {spec.num_val} val images to {root}")
 
 
-def _parse_override(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def _train(args: argparse.Namespace) -> None:
     from mlc.config import make_config
+    from mlc.overrides import parse_override
     from mlc.runs import get_or_train
 
-    overrides = dict(_parse_override(s) for s in args.set)
+    overrides = dict(parse_override(s) for s in args.set)
     cfg = make_config(args.detector, args.scale, args.schedule, args.seed, **overrides)
     runs = Path(args.runs) if args.runs else None
     record = get_or_train(cfg, runs_root=runs, device=args.device, resume=args.resume,
@@ -73,6 +71,8 @@ def _eval(args: argparse.Namespace) -> None:
     run_dir = Path(args.run)
     cfg = read_config(run_dir)
     dist = distributed.setup(args.device)
+    if dist.device.type == "cpu":
+        cpu.check()
     _, val = datasets(cfg.scale, paths.data_root(), cfg.seed, cfg.head_offset)
     model, _ = build_detector(cfg, val.num_classes)
     model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", cfg)["model"])
@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, FloatingPointError, NotebookFailed) as err:
+    except (ConfigError, DataError, FileNotFoundError, FloatingPointError, NotebookFailed,
+            cpu.KernelLevelError) as err:
         message = str(err).strip()
         if "Original Traceback" in message:  # raised in a DataLoader worker: keep its last line
             message = message.splitlines()[-1]

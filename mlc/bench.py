@@ -29,6 +29,7 @@ from mlc.data.build import datasets, splits
 from mlc.data.coco import collate
 from mlc.models import build_backbone, build_detector, switch_mlc_terms
 from mlc.mutual import otsu_threshold, otsu_threshold_torch
+from mlc.util import cpu
 
 VARIANTS = {"baseline": {}, "ML": {"ml": True}, "IUR": {"iur": True},
             "ML+IUR": {"ml": True, "iur": True}}
@@ -245,8 +246,14 @@ def run(scale: str, detectors: list[str], device: torch.device, rounds: int, rep
                     "training": {}, "inference": {}}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     report["device_name"] = name
+    if device.type == "cpu":
+        report["cpu"] = cpu.level()
     print(f"scale {scale}, device {device} ({name}), {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; median of {rounds} alternating rounds of {repeat} calls")
+    if device.type == "cpu":
+        print("CPU kernels: " + ", ".join(f"{lib} {report['cpu'][key]}"
+                                          for lib, key in cpu.LIBRARIES.items())
+              + f" ({report['cpu']['kernels']}; {report['cpu']['cpu_model']})")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the engine sets it
     if "anchor" in parts and "fcos" in detectors:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from mlc.config import RunConfig
 from mlc.runs import get_or_train
+from mlc.util import cpu
 
 
 def collect(configs: Iterable[RunConfig], allow_training: bool = True,
@@ -97,6 +98,38 @@ def provenance_line(runs: list[dict], made_by: str) -> str:
             f"{now} trained by this notebook, {len(done) - now} read from their result files"
             + (f", {missing} not run" if missing else "")
             + (f"; code {', '.join(commits)}; dated {', '.join(dates)}." if done else "."))
+
+
+def what_was_run(runs: list[dict], scale: str, seeds: list[int]) -> pd.DataFrame:
+    """The first page's "what was run": runs needed and finished, seeds, devices, training
+    hours, code versions, and the CPU each was trained on with its kernel levels, thread count
+    and kernel fingerprint (records made before these were kept say "not recorded")."""
+    done = [r["record"] for r in runs if r["record"] is not None]
+
+    def counted(values: list[str]) -> str:
+        counts = {v: values.count(v) for v in sorted(set(values))}
+        if len(counts) == 1:
+            return next(iter(counts))
+        return "; ".join(f"{v} ({n} run{'s' * (n != 1)})" for v, n in counts.items()) or "-"
+
+    def made(key: str) -> list[str]:
+        return [str(r["provenance"].get(key, "not recorded")) for r in done]
+
+    levels = [", ".join(f"{lib} {r['provenance'][key]}" for lib, key in cpu.LIBRARIES.items())
+              if "aten_capability" in r["provenance"] else "not recorded" for r in done]
+    rows = {
+        "runs needed": len(runs),
+        "runs finished": len(done),
+        "seeds": ", ".join(map(str, seeds)),
+        "devices": counted([r["run"]["device"] for r in done]),
+        "training hours": round(sum(r["run"]["train_seconds_this_call"] for r in done) / 3600, 2),
+        "code versions": counted(made("code_version")),
+        "CPU": counted(made("cpu_model")),
+        "CPU kernels": counted(levels),
+        "threads per run": counted(made("threads")),
+        "kernel fingerprint": counted(made("kernel_fingerprint")),
+    }
+    return pd.DataFrame({f"scale {scale}": rows})
 
 
 def benchmark_ratios(reports: list[dict]) -> tuple[pd.DataFrame, float | None]:

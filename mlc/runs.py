@@ -8,21 +8,28 @@ presence means the run finished.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import json
 import os
 import platform
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
 from mlc import paths
-from mlc.config import RunConfig, config_from_json
+from mlc.config import ConfigError, RunConfig, config_from_json
 from mlc.engine import train
-from mlc.util import distributed
+from mlc.overrides import check_config
+from mlc.util import cpu, distributed
 from mlc.util.io import atomic_write_text
-from mlc.util.lock import file_lock
+from mlc.util.lock import file_lock, try_lock, unlock
 from mlc.version import code_version
 
 PACKAGES = ("torch", "torchvision", "pycocotools", "numpy")
@@ -41,13 +48,53 @@ def git_commit() -> str:
 
 
 def provenance() -> dict:
-    """Code version, package versions and machine, for a run's record."""
+    """Code version, package versions and machine, for a run's record. CPU results depend on
+    the thread count (summation order) and on the kernels' vector ISA (mlc.util.cpu)."""
     return {"git_commit": git_commit(), "code_version": code_version(),
             "python": platform.python_version(),
             "packages": {p: metadata.version(p) for p in PACKAGES},
             "machine": platform.machine(), "cpus": _cpu_count(),
-            "threads": torch.get_num_threads(),  # CPU results depend on it (summation order)
+            "threads": torch.get_num_threads(), **cpu.level(),
+            "kernel_fingerprint": kernel_fingerprint(torch.get_num_threads()),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+@functools.cache
+def kernel_fingerprint(threads: int) -> str:
+    """Twelve hex digits over the gradients of one training step of the shapes-scale FCOS− and
+    RPN on fixed random images, at this process's kernel level and `threads` threads. Two
+    machines give the same digits when their CPU kernels round alike, which a bit-identical
+    rerun needs beyond the ISA level (oneDNN and MKL also choose their blocking by the CPU's
+    cache sizes). Computed in a fresh process, so that no process group or state of a run
+    takes part."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    code = "from mlc.runs import gradient_digest; print(gradient_digest())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def gradient_digest() -> str:
+    """The digest `kernel_fingerprint` reports, computed in this process."""
+    from mlc.config import make_config
+    from mlc.models import build_detector
+
+    digest = hashlib.sha256()
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    for detector in ("fcos_minus", "rpn"):
+        model, _ = build_detector(make_config(detector, "shapes"), num_classes=4)
+        model.train()
+        images = [torch.rand(3, 96, 96, generator=g) for _ in range(8)]
+        corners = torch.rand(8, 2, 2, generator=g) * 80
+        targets = [{"boxes": torch.cat([c.min(0).values, c.max(0).values + 8]).view(1, 4),
+                    "labels": torch.randint(0, 4, (1,), generator=g)} for c in corners]
+        sum(model(images, targets).values()).backward()
+        for param in model.parameters():
+            if param.grad is not None:
+                digest.update(param.grad.numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def _cpu_count() -> int:
@@ -92,27 +139,81 @@ def get_or_train(cfg: RunConfig, runs_root: Path | None = None, data_root: Path 
     """The run's record: read if it exists, else trained (resuming a checkpoint), unless
     allow_training is False, in which case a missing run gives None.
 
-    A single process holds a lock on the run folder while it checks and trains, so that a
-    second process asking for the same run waits and then reads the record. (Under torchrun
-    every rank trains together; two torchrun jobs must not ask for one run at once.)
+    A process holds a lock on the run folder while it checks and trains, so that a second
+    process asking for the same run waits and then reads the record; under torchrun, rank 0
+    holds it for the whole job. Before any work: every field's type is checked, a CPU run must
+    use the pinned kernel level (mlc.util.cpu), and a run from ImageNet weights must have them.
     """
+    check_config(cfg)
     run_dir, result = record_paths(cfg, runs_root, results_root)
     done = load_record(cfg, runs_root, results_root)
     if done is not None and not result.exists():  # killed before the committed copy was written
         atomic_write_text(result, (run_dir / "metrics.json").read_text())
     if done is not None or not allow_training:
         return None if done is None else {**done, "trained_now": False}
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if not use_cuda:
+        cpu.check()
+    require_imagenet_weights(cfg)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        return _train_and_record(cfg, run_dir, result, data_root, device, progress,
-                                 stop_after_epoch, resume)
-    with file_lock(run_dir / ".lock"):
+        lock = _lock_for_the_job(run_dir / ".lock", device)
+    else:
+        lock = file_lock(run_dir / ".lock")
+    with lock:
         done = load_record(cfg, runs_root, results_root)  # another process may have finished it
         if done is not None:
-            return {**done, "trained_now": False}
-        for stale in run_dir.glob(".*.tmp"):  # left by a write that was killed
+            return {**done, "trained_now": False} if _is_rank_zero() else None
+        for stale in run_dir.glob(".*.tmp") if _is_rank_zero() else ():  # left by a killed write
             stale.unlink()
         return _train_and_record(cfg, run_dir, result, data_root, device, progress,
                                  stop_after_epoch, resume)
+
+
+@contextmanager
+def _lock_for_the_job(path: Path, device: str | None, poll_seconds: float = 2.0) -> Iterator[None]:
+    """Under torchrun: rank 0 holds the run's lock while the job checks and trains; every rank
+    waits with it, trying together every `poll_seconds`, so that no collective times out while
+    another job holds the lock for hours."""
+    info = distributed.setup(device)
+    fd, said = None, False
+    while True:
+        if info.is_main and fd is None:
+            fd = try_lock(path)
+        if distributed.gather(fd is not None)[0]:
+            break
+        if info.is_main and not said:
+            print(f"waiting for {path}: another job is training this run", file=sys.stderr,
+                  flush=True)
+            said = True
+        time.sleep(poll_seconds)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            unlock(fd)
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", 0)) == 0
+
+
+def require_imagenet_weights(cfg: RunConfig) -> None:
+    """Refuse a run that starts from ImageNet weights when they cannot be had, rather than let
+    it train from random init for hours toward a table it does not belong to."""
+    if not (cfg.pretrained and cfg.scale_spec.backbone == "resnet50"):
+        return
+    from torchvision.models import ResNet50_Weights
+
+    weights = ResNet50_Weights.IMAGENET1K_V1
+    try:
+        weights.get_state_dict(progress=False)  # from torch's cache, else downloaded into it
+    except Exception as err:
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise ConfigError(
+            f"the ImageNet weights of ResNet-50 could not be loaded ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}); put "
+            f"{Path(weights.url).name} (from {weights.url}) at {cache}, or pass "
+            "--set pretrained=false to train from random init on purpose") from err
 
 
 def _train_and_record(cfg: RunConfig, run_dir: Path, result: Path, data_root: Path | None,
@@ -141,4 +242,10 @@ def _train_and_record(cfg: RunConfig, run_dir: Path, result: Path, data_root: Pa
 
 def read_config(run_dir: Path) -> RunConfig:
     """The config a run folder was made with."""
-    return config_from_json(json.loads((Path(run_dir) / "config.json").read_text()))
+    path = Path(run_dir) / "config.json"
+    try:
+        cfg = config_from_json(json.loads(path.read_text()))
+        check_config(cfg)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+    return cfg

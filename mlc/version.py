@@ -13,9 +13,12 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-# Modules that only report, schedule or time runs; they cannot change a result.
-NOT_RESULT_CODE = {"__main__.py", "bench.py", "figures.py", "launch.py", "notebooks.py", "paper.py",
-                   "paths.py", "report.py", "runs.py", "version.py", "util/lock.py"}
+# Modules that only report, schedule, check or time runs; they cannot change a result. (The CPU
+# kernel level that util/cpu.py pins is a fact of the machine, like the thread count: it is in
+# each record's provenance, not in the run's identity.)
+NOT_RESULT_CODE = {"__main__.py", "bench.py", "figures.py", "launch.py", "notebooks.py", "overrides.py",
+                   "paper.py", "paths.py", "report.py", "runs.py", "version.py", "util/cpu.py",
+                   "util/lock.py"}
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:

@@ -1,4 +1,5 @@
-"""Shared fixtures: every test writes runs and generated data under a temporary folder."""
+"""Shared fixtures: every test writes runs and generated data under a temporary folder, and
+every test and subprocess runs torch's CPU kernels at the pinned level (mlc.util.cpu)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from mlc.util import cpu
+
+cpu.pin()  # before any test module imports torch; subprocesses and kernels inherit it
 
 # Set before any kernel (nbval) or subprocess starts, so that nothing writes into the repo. The
 # committed shapes results are seen read-only through a link, for the book's notebooks in
@@ -44,3 +49,13 @@ def pytest_collection_finish(session):
         from test_committed_results import start_retraining
 
         RETRAIN.update(start_retraining(_TMP / "retrain"))
+
+
+@pytest.fixture(scope="session")
+def exact_kernels() -> bool:
+    """True when this process runs at the pinned kernel level, so that bits can be compared;
+    False on a machine that cannot run it (then tests compare within a tolerance)."""
+    if cpu.unpinnable_reason():
+        return False
+    cpu.check()  # raises if torch ran a kernel before the pin above
+    return True

@@ -122,3 +122,52 @@ def test_cli_shows_the_data_error_without_a_traceback(tmp_path):
 def test_unknown_names_list_what_is_allowed(kwargs, allowed):
     with pytest.raises(ConfigError, match=allowed):
         make_config(**kwargs)
+
+
+def test_coco_without_imagenet_weights_is_refused_before_any_work(tmp_path, monkeypatch):
+    """No silent random init at coco scale: a run that cannot load the ImageNet weights says
+    where to put them, or how to choose random init on purpose. (No download is attempted.)"""
+    from torchvision.models._api import WeightsEnum
+
+    from mlc.runs import get_or_train
+
+    def offline(self, *args, **kwargs):
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ConfigError) as err:
+        get_or_train(make_config("fcos_minus", "coco"), runs_root=tmp_path / "runs",
+                     data_root=tmp_path / "data", results_root=tmp_path / "results")
+    message = str(err.value)
+    assert "ImageNet weights of ResNet-50 could not be loaded" in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth") in message
+    assert "--set pretrained=false" in message and "name resolution" in message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_coco_with_random_init_chosen_on_purpose_is_not_refused(monkeypatch):
+    from torchvision.models._api import WeightsEnum
+
+    from mlc.runs import require_imagenet_weights
+
+    def never(self, *args, **kwargs):
+        raise AssertionError("weights looked up for a run that does not use them")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", never)
+    require_imagenet_weights(make_config("fcos_minus", "coco", pretrained=False))
+    require_imagenet_weights(make_config("fcos_minus", "shapes"))
+
+
+def test_smoke_records_and_generated_files_stay_out_of_git_status():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if subprocess.run(["git", "rev-parse"], cwd=root, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    made = ["results/smoke/fcos-00000000.json", "results/smoke/figures/fcos-00000000.json",
+            "runs/smoke/fcos-00000000/log.jsonl", "data/smoke/spec.json", "book/intro.ipynb"]
+    res = subprocess.run(["git", "check-ignore", "--no-index", *made], cwd=root,
+                         capture_output=True, text=True)
+    assert res.stdout.split() == made
+    kept = subprocess.run(["git", "check-ignore", "--no-index", "results/shapes/fcos-00000000.json"],
+                          cwd=root, capture_output=True, text=True)
+    assert kept.returncode == 1  # shapes records are committed

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from mlc import paper
-from mlc.__main__ import _parse_override, build_parser
+from mlc.__main__ import build_parser
 from mlc.bench import synthetic_coco_batch
 from mlc.config import ConfigError, make_config
 from mlc.data.build import data_source
 from mlc.figures import figure_data, figure_path
 from mlc.launch import cli_args, train_missing
+from mlc.overrides import parse_override
 from mlc.runs import load_record
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -50,7 +51,7 @@ def test_cli_args_rebuild_the_same_config(overrides):
     cfg = make_config("fcos_minus", "smoke", seed=3, **overrides)
     args = build_parser().parse_args(["train", *cli_args(cfg)])
     again = make_config(args.detector, args.scale, args.schedule, args.seed,
-                        **dict(_parse_override(s) for s in args.set))
+                        **dict(parse_override(s) for s in args.set))
     assert again.name == cfg.name
 
 

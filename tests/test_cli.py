@@ -11,6 +11,7 @@ import pytest
 
 from mlc.__main__ import main
 from mlc.config import ConfigError, make_config
+from mlc.util import cpu
 
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -44,10 +45,19 @@ def test_data_writes_a_coco_set(tmp_path):
 
 
 def test_train_then_eval_through_the_cli(tmp_path):
-    env = {"MLC_RUNS": str(tmp_path / "runs"), "MLC_RESULTS": str(tmp_path / "results")}
+    """Started with other kernel levels in its environment, the CLI still trains at the pinned
+    one, and the record says so (provenance: CPU model, ATen and oneDNN levels, threads)."""
+    env = {"MLC_RUNS": str(tmp_path / "runs"), "MLC_RESULTS": str(tmp_path / "results"),
+           "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+           "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
     res = _run("train", "--detector", "retinanet", "--scale", "smoke", "--quiet", env=env)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
+    made = json.loads((tmp_path / "results" / "smoke" / f"{out['name']}.json").read_text())["provenance"]
+    assert {"cpu_model", *cpu.LIBRARIES.values(), "kernels", "threads", "kernel_fingerprint"} <= set(made)
+    if cpu.unpinnable_reason() is None:
+        assert [made[key] for key in cpu.LIBRARIES.values()] == ["AVX2"] * 3
+        assert made["kernels"] == "pinned"
     assert set(out["metrics"]) == {"AP", "AP50", "AP75", "APS", "APM", "APL", "divergence",
                                    "divergence_by_floor"}
     assert set(out["metrics"]["divergence"]) == {"mean", "pooled", "n_objects"}

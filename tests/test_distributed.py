@@ -96,3 +96,34 @@ def test_torchrun_two_processes_train_the_same_run_as_one(tmp_path):
     assert a["step"] == b["step"] == 6
     for name, value in b["model"].items():
         torch.testing.assert_close(a["model"][name], value, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_a_torchrun_job_waits_for_the_run_lock_another_job_holds(tmp_path):
+    """Rank 0 of a torchrun job takes the run's lock as a single process does: while another
+    holder has it, the job waits (all ranks, without a collective timing out), then trains."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from mlc.util.lock import file_lock
+
+    cfg = make_config("fcos", "smoke", epochs=2, lr_steps=[1])
+    env = {**os.environ, "MLC_RUNS": str(tmp_path), "MLC_RESULTS": str(tmp_path),
+           "OMP_NUM_THREADS": "1"}
+    job = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(_free_port()), "-m", "mlc", "train", "--detector", "fcos",
+           "--scale", "smoke", "--quiet", "--set", "epochs=2", "--set", "lr_steps=[1]"]
+    run_dir, err_log = cfg.run_dir(tmp_path), tmp_path / "job.err"
+    with file_lock(run_dir / ".lock"), err_log.open("w") as err_file:  # another job has the run
+        proc = subprocess.Popen(job, stdout=subprocess.PIPE, stderr=err_file, text=True, env=env)
+        deadline = time.monotonic() + 300
+        while "another job is training this run" not in err_log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, err_log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(5)  # still waiting, all ranks, nothing written
+        assert proc.poll() is None and not (run_dir / "config.json").exists()
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err_log.read_text()[-3000:]
+    record = json.loads(out)
+    assert record["trained_now"] and record["run"]["world_size"] == 2

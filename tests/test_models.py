@@ -79,8 +79,9 @@ def test_dense_detections_threshold_on_probability_and_rank_by_product():
 
 
 @pytest.mark.parametrize("iou_nms", [False, True])
-def test_dense_detections_of_a_batch_equal_each_image_alone(iou_nms):
-    """The batch is processed all at once; each image's detections must not depend on the others."""
+def test_dense_detections_of_a_batch_equal_each_image_alone(iou_nms, exact_kernels):
+    """The batch is processed all at once; each image's detections must not depend on the others
+    (bit for bit at the pinned kernel level; elsewhere vector kernels may round differently)."""
     g = torch.Generator().manual_seed(0)
     levels = [(64, 3), (16, 3)]
     outputs = {key: [torch.randn(3, hwa, c, generator=g) * 3 for hwa, _ in levels]
@@ -98,7 +99,11 @@ def test_dense_detections_of_a_batch_equal_each_image_alone(iou_nms):
         (alone,) = dense_detections({k: [x[i:i + 1] for x in v] for k, v in outputs.items()},
                                     [anchors[i]], [shape], decode, settings)
         for key in ("boxes", "scores", "labels", "pre_nms_boxes", "pre_nms_scores"):
-            assert torch.equal(batch[i][key], alone[key]), (i, key)
+            if exact_kernels:
+                assert torch.equal(batch[i][key], alone[key]), (i, key)
+            else:
+                torch.testing.assert_close(batch[i][key], alone[key], rtol=1e-5, atol=1e-6,
+                                           msg=f"image {i}, {key}")
         assert 0 < alone["pre_nms_scores"].numel() < 80
         assert (alone["pre_nms_boxes"][:, 2:] <= torch.tensor(shape[::-1])).all()
 

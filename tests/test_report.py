@@ -43,3 +43,22 @@ def test_benchmark_ratios_merge_reports_and_divide_by_the_baseline():
     assert otsu == 200.0  # the later report's
     assert benchmark_ratios([first])[1] == 80.0
     assert benchmark_ratios([{"inference": {}}])[1] is None
+
+
+def test_what_was_run_names_the_cpu_its_kernels_and_the_records_without_them():
+    from mlc.report import what_was_run
+
+    def run(seed, **provenance):
+        base = {"code_version": "bd54c92c", "threads": 1, "git_commit": "abc", "date": "2026-11-27"}
+        return {"record": {"run": {"device": "cpu", "train_seconds_this_call": 1800},
+                           "provenance": {**base, **provenance}}}
+
+    pinned = {"cpu_model": "Xeon", "aten_capability": "AVX2", "onednn_isa": "AVX2", "mkl_isa": "AVX2",
+              "kernel_fingerprint": "fbe87e8f16bd"}
+    runs = [run(0, **pinned), run(1, **pinned), run(2), {"record": None}]
+    table = what_was_run(runs, "shapes", [0, 1, 2])["scale shapes"]
+    assert table["runs needed"] == 4 and table["runs finished"] == 3
+    assert table["training hours"] == 1.5 and table["devices"] == "cpu"
+    assert table["CPU kernels"] == "ATen AVX2, oneDNN AVX2, MKL AVX2 (2 runs); not recorded (1 run)"
+    assert table["CPU"] == "Xeon (2 runs); not recorded (1 run)"
+    assert table["threads per run"] == "1" and table["code versions"] == "bd54c92c"
