@@ -165,6 +165,7 @@ def get_or_train(cfg: RunConfig, runs_root: Path | None = None, data_root: Path 
             return {**done, "trained_now": False} if _is_rank_zero() else None
         for stale in run_dir.glob(".*.tmp") if _is_rank_zero() else ():  # left by a killed write
             stale.unlink()
+        distributed.barrier()  # under torchrun: no rank writes before the stale files are gone
         return _train_and_record(cfg, run_dir, result, data_root, device, progress,
                                  stop_after_epoch, resume)
 
