@@ -97,8 +97,8 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def _runs(args: argparse.Namespace) -> None:
+    from mlc.analysis.grids import book_configs
     from mlc.launch import train_missing
-    from mlc.paper import book_configs
 
     done = train_missing(book_configs(args.scale, range(args.seeds)), workers=args.workers,
                          ngpus=args.ngpus, device=args.device)

@@ -15,10 +15,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 # Modules that only report, schedule, check or time runs; they cannot change a result. (The CPU
 # kernel level that util/cpu.py pins is a fact of the machine, like the thread count: it is in
-# each record's provenance, not in the run's identity.)
+# each record's provenance, not in the run's identity.) analysis/ reads finished records.
 NOT_RESULT_CODE = {"__main__.py", "bench.py", "figures.py", "launch.py", "notebooks.py", "overrides.py",
-                   "paper.py", "paths.py", "report.py", "runs.py", "version.py", "util/cpu.py",
-                   "util/lock.py"}
+                   "paths.py", "runs.py", "version.py", "util/cpu.py", "util/lock.py"}
+NOT_RESULT_FOLDERS = {"analysis"}
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:
@@ -34,7 +34,8 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
 def result_modules(package: Path = PACKAGE) -> list[Path]:
     """The package's modules that can change a run's result, sorted."""
     return sorted(p for p in package.rglob("*.py")
-                  if p.relative_to(package).as_posix() not in NOT_RESULT_CODE)
+                  if p.relative_to(package).as_posix() not in NOT_RESULT_CODE
+                  and p.relative_to(package).parts[0] not in NOT_RESULT_FOLDERS)
 
 
 def fingerprint(package: Path) -> str:

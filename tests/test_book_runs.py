@@ -11,8 +11,8 @@ import papermill
 import pytest
 import torch
 
-from mlc import paper
 from mlc.__main__ import build_parser
+from mlc.analysis import grids
 from mlc.bench import synthetic_coco_batch
 from mlc.config import ConfigError, make_config
 from mlc.data.build import data_source
@@ -30,19 +30,19 @@ def _defaults(notebook: str) -> dict:
 
 
 def test_notebook_sweeps_are_the_ones_make_reproduce_trains():
-    assert _defaults("sensitivity")["gammas"] == paper.GAMMAS
-    assert _defaults("sensitivity")["alphas"] == paper.ALPHAS
-    assert _defaults("beyond_head_offset")["offsets"] == paper.OFFSETS
+    assert _defaults("sensitivity")["gammas"] == grids.GAMMAS
+    assert _defaults("sensitivity")["alphas"] == grids.ALPHAS
+    assert _defaults("beyond_head_offset")["offsets"] == grids.OFFSETS
 
 
 def test_book_configs_cover_tables_sweeps_and_dial():
-    configs = paper.book_configs("shapes", [0, 1])
+    configs = grids.book_configs("shapes", [0, 1])
     names = {c.name for c in configs}
     assert len(names) == len(configs)
-    assert {c.name for c in paper.scorecard_configs("shapes", [0, 1])} <= names
+    assert {c.name for c in grids.scorecard_configs("shapes", [0, 1])} <= names
     assert {c.head_offset for c in configs} == {None, 0.0, 1.0}  # 0.5 is the shapes set itself
     assert {c.gamma for c in configs} == {0.5, 1.0, 2.0} and {c.seed for c in configs} == {0, 1}
-    assert {c.head_offset for c in paper.book_configs("coco", [0])} == {None}
+    assert {c.head_offset for c in grids.book_configs("coco", [0])} == {None}
 
 
 @pytest.mark.parametrize("overrides", [{}, {"ml": True, "alpha": 1.0}, {"head_offset": 0.0},

@@ -1,6 +1,9 @@
-"""A failing notebook stops the build, naming the notebook and cell, and leaves no stale copy."""
+"""A failing notebook stops the build, naming the notebook and cell, and leaves no stale copy;
+every notebook is parameterized and its smoke execution is of its current source."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -37,3 +40,24 @@ def test_failure_names_notebook_and_cell_and_removes_the_stale_copy(tmp_path):
     assert not (book / "bad.ipynb").exists()
     assert (book / "_failed" / "bad.ipynb").exists()
     assert not list(book.glob(".*.ipynb"))
+
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_is_parameterized_and_its_executions_are_of_this_source(path):
+    """The notebooks are the only source of the book: each has one `parameters` cell naming the
+    scale and seeds, and tests/ holds its executions that nbval re-runs (smoke scale in
+    tests/notebooks/, the committed shapes results in tests/book/) made from this very source,
+    so an edit without refreshing them fails here."""
+    nb = nbformat.read(path, as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "scale = " in params[0].source and "seeds = " in params[0].source
+    for copy, refresh in ((f"notebooks/{path.stem}.smoke.ipynb", "make smoke-notebook"),
+                          (f"book/{path.stem}.ipynb", "make book-notebooks")):
+        executed = path.parents[1] / "tests" / copy
+        assert executed.exists(), f"run `{refresh}`: tests/{copy} is missing"
+        sources = [c.source for c in nbformat.read(executed, as_version=4).cells
+                   if "injected-parameters" not in c.metadata.get("tags", [])]
+        assert sources == [c.source for c in nb.cells], f"tests/{copy} is stale: run `{refresh}`"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from mlc.analysis.report import benchmark_ratios, provenance_line, summary_table
 from mlc.config import make_config
-from mlc.report import benchmark_ratios, provenance_line, summary_table
 
 
 def _run(detector, seed, ap, trained_now=True, apl=None):
@@ -46,7 +46,7 @@ def test_benchmark_ratios_merge_reports_and_divide_by_the_baseline():
 
 
 def test_what_was_run_names_the_cpu_its_kernels_and_the_records_without_them():
-    from mlc.report import what_was_run
+    from mlc.analysis.report import what_was_run
 
     def run(seed, **provenance):
         base = {"code_version": "bd54c92c", "threads": 1, "git_commit": "abc", "date": "2026-11-27"}

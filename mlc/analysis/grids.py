@@ -1,0 +1,104 @@
+"""The runs the book reads: each table's rows as a *grid* of dicts {label, detector, set, paper[,
+source]}, where `set` holds config overrides (e.g. {"ml": True}), `paper` names the paper's row
+and `source` a nested metrics entry (e.g. "iou_nms": the IUR run evaluated with IoU-NMS); the
+sensitivity sweeps and the head-offset dial; and every config they need. Notebooks keep their
+grid in their parameters cell, so a reader adds a variant by adding a dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mlc.config import SCALES, RunConfig, make_config
+
+FCOS_MINUS, RETINANET, RPN = "fcos_minus", "retinanet", "rpn"
+GRIDS = {
+    1: [{"label": "FCOS−", "detector": FCOS_MINUS, "set": {}, "paper": "baseline"},
+        {"label": "FCOS− + alignment", "detector": FCOS_MINUS, "set": {"alignment": True},
+         "paper": "alignment"},
+        {"label": "FCOS− + ML", "detector": FCOS_MINUS, "set": {"ml": True}, "paper": "ml"}],
+    2: [{"label": "FCOS−", "detector": FCOS_MINUS, "set": {}, "paper": "baseline"},
+        {"label": "FCOS− + centerness (FCOS)", "detector": "fcos", "set": {}, "paper": "centerness"},
+        {"label": "FCOS− + IUR", "detector": FCOS_MINUS, "set": {"iur": True}, "paper": "iur"},
+        {"label": "FCOS− + IoU-NMS", "detector": FCOS_MINUS, "set": {"iur": True},
+         "paper": "iou_nms", "source": "iou_nms"}],
+    3: [{"label": f"{name}{suffix}", "detector": det, "set": flags, "paper": f"{det}|{key}"}
+        for det, name in ((FCOS_MINUS, "FCOS−"), (RETINANET, "RetinaNet"))
+        for suffix, flags, key in (("", {}, "False|False"), (" + ML", {"ml": True}, "True|False"),
+                                   (" + IUR", {"iur": True}, "False|True"),
+                                   (" + ML + IUR", {"ml": True, "iur": True}, "True|True"))],
+    4: [{"label": f"RPN{suffix}", "detector": RPN, "set": flags, "paper": f"rpn|{key}"}
+        for suffix, flags, key in (("", {}, "False|False"), (" + ML", {"ml": True}, "True|False"),
+                                   (" + IUR", {"iur": True}, "False|True"),
+                                   (" + ML + IUR", {"ml": True, "iur": True}, "True|True"))],
+    5: [{"label": "FCOS", "detector": "fcos", "set": {}, "paper": "FCOS"},
+        {"label": "FCOS−", "detector": FCOS_MINUS, "set": {}, "paper": "FCOS−"},
+        {"label": "FCOS− + MLC", "detector": FCOS_MINUS, "set": {"ml": True, "iur": True},
+         "paper": "FCOS− + MLC"},
+        {"label": "RetinaNet", "detector": RETINANET, "set": {}, "paper": "RetinaNet"},
+        {"label": "RetinaNet + MLC", "detector": RETINANET, "set": {"ml": True, "iur": True},
+         "paper": "RetinaNet + MLC"}],
+}
+SCHEDULE = {1: None, 2: None, 3: None, 4: None, 5: "final"}  # None: the scale's (ablation)
+
+# The sweeps the book runs by default (the notebooks' parameter cells hold the same values).
+GAMMAS = [0.5, 1.0, 2.0]  # IUR's loss weight, on FCOS− + IUR
+ALPHAS = [0.0, 0.5, 2.0]  # ML's alpha, on RPN + ML
+OFFSETS = [0.0, 0.5, 1.0]  # the generated set's head offset, FCOS− and FCOS− + MLC
+
+
+def grid_configs(grid: list[dict], scale: str, seeds: Iterable[int],
+                 schedule: str | None = None) -> list[RunConfig]:
+    """The distinct run configs a grid needs (rows sharing a run, as IoU-NMS, share it)."""
+    configs = {}
+    for row in grid:
+        for seed in seeds:
+            cfg = make_config(row["detector"], scale, schedule, seed, **row["set"])
+            configs[cfg.name] = cfg
+    return list(configs.values())
+
+
+def sweep_grid(detector: str, field: str, values: list, base: dict | None = None) -> list[dict]:
+    """Grid rows that vary one config field (e.g. gamma) on top of `base` overrides."""
+    return [{"label": f"{field} = {v}", "detector": detector, "set": {**(base or {}), field: v},
+             "paper": ""} for v in values]
+
+
+def offset_grid(offsets: list[float], default: float, method: dict | None = None) -> list[dict]:
+    """Grid rows of FCOS− and FCOS− + `method` (default ML + IUR) at each head offset of the
+    generated set; the scale's own offset (`default`) is the scale's set, shared with the tables."""
+    method = {"ml": True, "iur": True} if method is None else method
+    rows = []
+    for off in offsets:
+        where = {} if off == default else {"head_offset": off}
+        rows.append({"label": f"FCOS− @ {off}", "detector": FCOS_MINUS, "set": where,
+                     "offset": off, "role": "baseline"})
+        rows.append({"label": f"FCOS− + MLC @ {off}", "detector": FCOS_MINUS,
+                     "set": {**method, **where}, "offset": off, "role": "method"})
+    return rows
+
+
+def scorecard_configs(scale: str, seeds: Iterable[int],
+                      final_schedule: str | None = "final") -> list[RunConfig]:
+    """Every run the seven claims read: Tables 1-4 (the scale's schedule) and Table 5
+    (`final_schedule`; None: the scale's, to keep smoke tests short)."""
+    configs = {}
+    for number, grid in GRIDS.items():
+        for cfg in grid_configs(grid, scale, seeds, final_schedule if number == 5 else SCHEDULE[number]):
+            configs[cfg.name] = cfg
+    return list(configs.values())
+
+
+def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = "final") -> list[RunConfig]:
+    """Every run the book's notebooks read with their default parameters: the tables and the
+    scorecard, the sensitivity sweeps and, on a generated set, the head-offset dial."""
+    seeds = list(seeds)
+    configs = {c.name: c for c in scorecard_configs(scale, seeds, final_schedule)}
+    grids = [sweep_grid(FCOS_MINUS, "gamma", GAMMAS, {"iur": True}),
+             sweep_grid(RPN, "alpha", ALPHAS, {"ml": True})]
+    shapes = SCALES[scale].shapes
+    if shapes is not None:
+        grids.append(offset_grid(OFFSETS, shapes.head_offset))
+    for grid in grids:
+        configs.update((c.name, c) for c in grid_configs(grid, scale, seeds))
+    return list(configs.values())

@@ -1,0 +1,171 @@
+"""The paper's tables beside the reproduction: the paper's values (data/paper/*.csv), ours as
+mean ± std over seeds, the difference, and each gain over a baseline row in points and relative
+to the baseline, ours with its paired 95% interval; the divergence at each IoU floor; the
+head-offset dial; and one point per method for the divergence-against-AP figure.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pandas as pd
+
+from mlc.analysis.grids import RPN
+from mlc.analysis.report import mean_std
+from mlc.analysis.stats import format_interval, paired_difference, relative
+from mlc.config import make_config
+from mlc.paths import REPO_ROOT
+
+PAPER_DIR = REPO_ROOT / "data" / "paper"
+
+
+def paper_table(number: int) -> pd.DataFrame:
+    """Table `number` of the paper, indexed by the key the grids' `paper` entries use."""
+    table = pd.read_csv(PAPER_DIR / f"table{number}.csv")
+    if "variant" in table:
+        return table.set_index("variant")
+    if "ml" in table:
+        return table.set_index(table["detector"] + "|" + table["ml"].astype(str) + "|"
+                               + table["iur"].astype(str))
+    return table.set_index("method")
+
+
+def metric(record: dict | None, key: str, source: str | None = None) -> float | None:
+    """A metric of a run's record; `key` may be dotted ("divergence.mean"), `source` a nested
+    entry ("iou_nms"). None when the run or the value is missing."""
+    if record is None:
+        return None
+    value = record["metrics"] if source is None else record["metrics"].get(source)
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def per_seed(runs: list[dict], row: dict, key: str) -> dict[int, float | None]:
+    """{seed: value} of a grid row's metric over the collected runs (see report.collect): every
+    finished run of the row, None where it has no such value (e.g. no object qualified)."""
+    out = {}
+    for run in runs:
+        cfg = run["config"]
+        if run["record"] is None or cfg.detector != row["detector"] or cfg.name != make_config(
+                row["detector"], cfg.scale, cfg.schedule, cfg.seed, **row["set"]).name:
+            continue
+        out[cfg.seed] = metric(run["record"], key, row.get("source"))
+    return out
+
+
+def _mean(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def format_gain(diff: dict | None, baseline: float | None, digits: int = 1) -> str:
+    """A gain in points with its interval, then relative to the baseline ('+1.5 [+0.2, +2.8];
+    +13% [+2, +25]'); correlations (digits 2) in points only."""
+    text = format_interval(diff, digits)
+    rel = relative(diff, baseline) if digits == 1 else None
+    return text if rel is None else f"{text}; {format_interval(rel, 0, '%')}"
+
+
+def comparison_table(grid: list[dict], runs: list[dict], paper: pd.DataFrame,
+                     columns: dict[str, tuple[str, str]], baseline: str | None = None) -> pd.DataFrame:
+    """Per grid row and shown metric {name: (paper column, metric key)}: the paper's value, ours
+    (mean ± std over seeds), ours − paper and, when `baseline` names a row, the paper's gain
+    over it and ours (with a 95% interval over paired seeds), each also relative to the
+    baseline's value. Correlations get 2 decimals, percentages 1. Columns are (metric, what);
+    an empty `paper` (a sweep the paper does not have) leaves out the paper's columns."""
+    base_row = next((r for r in grid if r["label"] == baseline), None)
+    rows = {}
+    for row in grid:
+        out = {}
+        for name, (paper_col, key) in columns.items():
+            digits = 2 if "divergence" in key else 1
+            ours = per_seed(runs, row, key)
+            theirs = paper.at[row["paper"], paper_col] if row["paper"] in paper.index else None
+            theirs = None if theirs is None or pd.isna(theirs) else float(theirs)
+            mean = _mean(ours.values())
+            if not paper.empty:
+                out[(name, "paper")] = "–" if theirs is None else f"{theirs:.{digits}f}"
+            out[(name, "ours")] = mean_std(list(ours.values()), digits)
+            if not paper.empty:
+                out[(name, "ours − paper")] = "–" if theirs is None or mean is None else \
+                    f"{mean - theirs:+.{digits}f}"
+            if base_row is not None:
+                same = row is base_row
+                base_ours = per_seed(runs, base_row, key)
+                if not paper.empty:
+                    base_theirs = float(paper.at[base_row["paper"], paper_col])
+                    gain = None if theirs is None else {"mean": theirs - base_theirs, "lo": None,
+                                                        "hi": None, "n": 1}
+                    out[(name, "gain, paper")] = "" if same else (
+                        "–" if gain is None else format_gain(gain, base_theirs, digits))
+                out[(name, "gain, ours")] = "" if same else format_gain(
+                    paired_difference(ours, base_ours), _mean(base_ours.values()), digits)
+        seeds = per_seed(runs, row, next(iter(columns.values()))[1])
+        out[("", "seeds")] = ",".join(str(s) for s in sorted(seeds)) or "-"
+        rows[row["label"]] = out
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    table.index.name = "method"
+    return table
+
+
+def floor_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """The divergence metric of each grid row at every recorded IoU floor (mean ± std over
+    seeds): how the figure moves with the floor that DESIGN.md sets at 0.3."""
+    rows = {}
+    for row in grid:
+        records = [metric(r["record"], "divergence_by_floor") for r in runs
+                   if per_seed([r], row, "AP")]
+        floors = sorted({f for rec in records if rec for f in rec}, key=float)
+        rows[row["label"]] = {f"IoU ≥ {f}": mean_std([(rec or {}).get(f, {}).get("mean")
+                                                      for rec in records], 2) for f in floors}
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("not run")
+    table.index.name = "method"
+    return table
+
+
+def offset_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """Per head offset: the baseline's correlation and AP, the method's AP and its gain (mean ±
+    std over seeds; the gain with a paired 95% interval when there are several seeds), and the
+    means the text reads (`_corr`, `_gain`)."""
+    out = {}
+    for off in sorted({r["offset"] for r in grid}):
+        base = next(r for r in grid if r["offset"] == off and r["role"] == "baseline")
+        meth = next(r for r in grid if r["offset"] == off and r["role"] == "method")
+        corr = per_seed(runs, base, "divergence.mean")
+        ap_b, ap_m = per_seed(runs, base, "AP"), per_seed(runs, meth, "AP")
+        gain = paired_difference(ap_m, ap_b)
+        out[off] = {"FCOS− correlation": mean_std(list(corr.values()), 3),
+                    "FCOS− AP": mean_std(list(ap_b.values())),
+                    "FCOS− + MLC AP": mean_std(list(ap_m.values())),
+                    "MLC's AP gain": format_interval(gain),
+                    "_corr": _mean(corr.values()),
+                    "_gain": None if gain is None else gain["mean"]}
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "head offset"
+    return table
+
+
+def method_points(runs: list[dict]) -> pd.DataFrame:
+    """One row per trained detection method (config without its seed): detector, schedule,
+    mean AP and mean correlation over seeds. IoU-NMS is left out: it reranks after the boxes
+    the metric reads."""
+    groups: dict[str, dict] = {}
+    for run in runs:
+        cfg, record = run["config"], run["record"]
+        if record is None or cfg.detector == RPN or metric(record, "divergence.mean") is None:
+            continue
+        flags = [k for k in ("ml", "iur", "alignment") if getattr(cfg, k)]
+        key = f"{cfg.detector} {cfg.schedule}" + "".join(f" +{f}" for f in flags)
+        g = groups.setdefault(key, {"detector": cfg.detector, "schedule": cfg.schedule,
+                                    "AP": [], "correlation": []})
+        g["AP"].append(metric(record, "AP"))
+        g["correlation"].append(metric(record, "divergence.mean"))
+    columns = ["detector", "schedule", "AP", "correlation", "seeds"]
+    return pd.DataFrame([{"method": k, "detector": g["detector"], "schedule": g["schedule"],
+                          "AP": statistics.fmean(g["AP"]),
+                          "correlation": statistics.fmean(g["correlation"]), "seeds": len(g["AP"])}
+                         for k, g in groups.items()], columns=["method", *columns]).set_index("method")

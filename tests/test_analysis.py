@@ -1,0 +1,187 @@
+"""What the book computes from records (mlc.analysis), on hand-made run records: scipy's paired
+intervals, the four verdicts, tables beside the paper with relative gains, the claims, and the
+seaborn figures."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from mlc.analysis import claims, grids, plots, stats, tables
+from mlc.config import make_config
+
+matplotlib.use("Agg")
+
+
+def _run(detector: str, seed: int, metrics: dict, **flags) -> dict:
+    return {"config": make_config(detector, "smoke", None, seed, **flags),
+            "record": {"metrics": metrics}}
+
+
+def test_paired_difference_and_its_interval_by_hand():
+    d = stats.paired_difference({0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 3.0, 3: 9.0})
+    # Differences 2, 3, 1 on the shared seeds: mean 2, sd 1, t(0.975, 2) = 4.303.
+    assert d["n"] == 3 and d["mean"] == pytest.approx(2.0)
+    assert d["lo"] == pytest.approx(2 - 4.3027 / 3 ** 0.5, abs=1e-4)
+    assert d["hi"] == pytest.approx(2 + 4.3027 / 3 ** 0.5, abs=1e-4)
+    assert stats.paired_difference({0: 1.0}, {1: 1.0}) is None
+    assert stats.paired_difference({0: 2.0}, {0: 1.0})["lo"] is None
+    same = stats.paired_difference({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0})  # no spread
+    assert (same["lo"], same["hi"]) == (1.0, 1.0)
+
+
+def test_the_interval_is_scipys_paired_t_for_many_seeds():
+    a = {s: 10 + math.sin(s) for s in range(7)}
+    b = {s: 9.5 + math.cos(s) / 3 for s in range(7)}
+    d = stats.paired_difference(a, b)
+    ci = scipy_stats.ttest_rel(list(a.values()), list(b.values())).confidence_interval(0.95)
+    assert (d["lo"], d["hi"]) == pytest.approx((ci.low, ci.high))
+
+
+@pytest.mark.parametrize("diff, band, expected", [
+    ({"mean": 1.0, "lo": 0.2, "hi": 1.8, "n": 3}, 0.5, "held"),
+    ({"mean": 0.2, "lo": 0.1, "hi": 0.3, "n": 3}, 0.5, "held"),  # real, and small
+    ({"mean": -1.0, "lo": -1.8, "hi": -0.2, "n": 3}, 0.5, "contradicted"),
+    ({"mean": 0.1, "lo": -0.3, "hi": 0.4, "n": 5}, 0.5, "no effect"),
+    ({"mean": 0.01, "lo": -0.03, "hi": 0.01, "n": 5}, 0.02, "inconclusive"),
+    ({"mean": 0.01, "lo": -0.01, "hi": 0.015, "n": 5}, 0.02, "no effect"),
+    ({"mean": 1.0, "lo": -0.2, "hi": 2.2, "n": 3}, 0.5, "inconclusive"),
+    ({"mean": 0.5, "lo": None, "hi": None, "n": 1}, 0.5, "inconclusive: 1 seed"),
+    (None, 0.5, "no data"),
+])
+def test_four_verdicts_say_what_the_interval_says(diff, band, expected):
+    assert stats.verdict(diff, band) == expected
+
+
+@pytest.mark.parametrize("parts, expected", [
+    (["held", "held"], "held"),
+    (["held", "contradicted"], "contradicted"),
+    (["held", "no effect"], "no effect"),
+    (["held", "inconclusive"], "inconclusive"),
+    (["inconclusive: 1 seed", "held"], "inconclusive"),
+    (["held", "no data"], "no data"),
+])
+def test_a_claim_of_several_parts(parts, expected):
+    assert stats.combined(parts) == expected
+
+
+def test_relative_gain_and_pearson_from_scipy():
+    rel = stats.relative({"mean": 1.0, "lo": 0.5, "hi": 1.5, "n": 3}, 10.0)
+    assert (rel["mean"], rel["lo"], rel["hi"]) == pytest.approx((10.0, 5.0, 15.0))
+    r = stats.pearson([0.1, 0.2, 0.3, 0.4, 0.5], [1.0, 2.1, 2.9, 4.2, 5.0])
+    res = scipy_stats.pearsonr([0.1, 0.2, 0.3, 0.4, 0.5], [1.0, 2.1, 2.9, 4.2, 5.0])
+    assert r["r"] == pytest.approx(res.statistic) and r["verdict"] == "held"
+    assert stats.pearson([1, 2, 3], [1, 2, 3]) is None
+
+
+def test_comparison_table_sets_ours_beside_the_paper_in_points_and_percent():
+    runs = [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": c}})
+            for s, ap, c in ((0, 10.0, 0.40), (1, 12.0, 0.44))]
+    runs += [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": 0.5}}, ml=True)
+             for s, ap in ((0, 11.0), (1, 14.0))]
+    table = tables.comparison_table(grids.GRIDS[1], runs, tables.paper_table(1),
+                                    {"AP": ("AP", "AP"), "corr": ("correlation", "divergence.mean")},
+                                    baseline="FCOS−")
+    assert table.loc["FCOS−", ("AP", "ours")] == "11.0 ± 1.4"
+    assert table.loc["FCOS−", ("AP", "paper")] == "34.5"
+    assert table.loc["FCOS−", ("AP", "ours − paper")] == "-23.5"
+    assert table.loc["FCOS− + ML", ("AP", "gain, paper")] == "+3.0; +9%"  # 37.5 over 34.5
+    # gains 1 and 2 over a baseline of mean 11: +1.5 points, +14%
+    assert table.loc["FCOS− + ML", ("AP", "gain, ours")].startswith("+1.5 [")
+    assert "; +14% [" in table.loc["FCOS− + ML", ("AP", "gain, ours")]
+    assert table.loc["FCOS− + ML", ("corr", "gain, ours")].startswith("+0.08 [")
+    assert "%" not in table.loc["FCOS− + ML", ("corr", "gain, ours")]
+    assert table.loc["FCOS− + ML", ("corr", "ours")] == "0.50 ± 0.00"
+    assert table.loc["FCOS− + alignment", ("AP", "ours")] == "not run"
+    assert table.loc["FCOS− + ML", ("", "seeds")] == "0,1"
+
+
+def _claim1_runs(ml_ap: list[float], align_ap: list[float], ml_corr: float = 0.5) -> list[dict]:
+    runs = [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": 0.40 + s / 1000}}, alignment=True)
+            for s, ap in enumerate(align_ap)]
+    runs += [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": ml_corr + s / 500}}, ml=True)
+             for s, ap in enumerate(ml_ap)]
+    return runs
+
+
+@pytest.mark.parametrize("ml_ap, expected", [
+    ([11.0, 12.2, 13.1], "held"),  # AP gains 1.0, 1.2, 1.1; correlation +0.1
+    ([10.1, 10.9, 12.1], "no effect"),  # AP gains 0.1, -0.1, 0.1: within ±0.5
+    ([8.0, 9.3, 10.1], "contradicted"),  # AP gains -2.0, -1.7, -1.9
+    ([12.0, 10.0, 13.0], "inconclusive"),  # AP gains 2, -1, 1
+])
+def test_claim_1_takes_every_verdict(ml_ap, expected):
+    card = claims.scorecard(_claim1_runs(ml_ap, [10.0, 11.0, 12.0]), [])
+    assert card.iloc[0]["verdict"] == expected
+    assert "AP ML − alignment" in card.iloc[0]["evidence"] and "(held)" in card.iloc[0]["evidence"]
+
+
+def test_scorecard_with_one_seed_is_inconclusive_and_says_what_is_missing():
+    runs = [_run("fcos_minus", 0, {"AP": 10.0, "divergence": {"mean": 0.4}}, alignment=True),
+            _run("fcos_minus", 0, {"AP": 11.0, "divergence": {"mean": 0.5}}, ml=True),
+            _run("fcos_minus", 0, {"AP": 12.0, "divergence": {"mean": 0.5},
+                                   "iou_nms": {"AP": 9.0}}, iur=True)]
+    card = claims.scorecard(runs, [])
+    assert card.iloc[0]["verdict"] == "inconclusive"
+    assert card.iloc[2]["evidence"] == "AP rescoring − IoU-NMS +3.0 (inconclusive: 1 seed)"
+    assert card.iloc[4]["verdict"] == "no data"
+
+
+@pytest.mark.parametrize("iur_ap, expected", [
+    ((10.1, 11.9, 12.2), "held"),  # AP gaps +0.1, -0.1, +0.2: no effect, "at least as high"
+    ((9.0, 11.5, 11.0), "contradicted"),  # gaps -1, -0.5, -1: AP below centerness
+    ((9.0, 12.5, 10.0), "inconclusive"),  # gaps -1, +0.5, -2
+])
+def test_iur_against_centerness_needs_ap_at_least_as_high(iur_ap, expected):
+    runs = [_run("fcos", s, {"AP": ap, "divergence": {"mean": 0.40 + s / 100}})
+            for s, ap in enumerate((10.0, 12.0, 12.0))]
+    runs += [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": 0.50 + s / 100 + (s == 1) / 50}},
+                  iur=True) for s, ap in enumerate(iur_ap)]
+    assert claims.scorecard(runs, []).iloc[1]["verdict"] == expected
+
+
+def test_figures_are_drawn_with_the_books_style():
+    plots.style()
+    runs = _claim1_runs([11.0, 12.2, 13.1], [10.0, 11.0, 12.0])
+    runs += [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": 0.3}})
+             for s, ap in enumerate((9.0, 10.0, 11.0))]
+    fig = plots.gains(grids.GRIDS[1], runs, tables.paper_table(1), {"AP": ("AP", "AP")}, {None: "FCOS−"},
+                      "Table 1")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["FCOS− + alignment", "FCOS− + ML"]
+    ours, _ = plots.gain_frame(grids.GRIDS[1], runs, tables.paper_table(1), {"AP": ("AP", "AP")},
+                               {None: "FCOS−"})
+    assert ours[ours["method"] == "FCOS− + ML"]["gain"].round(3).tolist() == [20.0, 22.0, 21.0]
+    points = tables.method_points(runs)
+    assert plots.divergence_vs_ap(points, claims.judged_points(points), "claim 7") is not None
+    assert plots.gains(grids.GRIDS[2], [], tables.paper_table(2), {"AP": ("AP", "AP")},
+                       {None: "FCOS−"}, "none") is None
+    lo, hi = plots.t_interval([1.0, 2.0, 3.0])
+    assert (lo, hi) == pytest.approx(scipy_stats.t.interval(0.95, 2, loc=2.0, scale=1 / 3 ** 0.5))
+
+
+def test_sweeps_dial_floors_and_curves_draw_their_intervals():
+    plots.style()
+    floors = {"0.1": {"mean": 0.5}, "0.3": {"mean": 0.4}}
+    runs = [_run("fcos_minus", s, {"AP": 10.0 + s, "divergence": {"mean": 0.4},
+                                   "divergence_by_floor": floors}, iur=True, gamma=g)
+            for s in range(3) for g in (0.5, 1.0)]
+    gamma = grids.sweep_grid("fcos_minus", "gamma", [0.5, 1.0], {"iur": True})
+    fig = plots.sweep(gamma, runs, "gamma", {"AP": "AP"}, "gamma")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.5", "1.0"]
+    fig = plots.floors(gamma, runs, "floors")
+    assert len(fig.axes[0].get_lines()) >= 2  # one line per method
+    dial = grids.offset_grid([0.0, 0.5], 0.5)
+    runs = [_run("fcos_minus", s, {"AP": ap + s, "divergence": {"mean": 0.4}}, **row["set"])
+            for s in range(2) for row, ap in zip(dial, (5.0, 6.0, 5.0, 7.0))]
+    fig = plots.dial(dial, runs)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["head offset (0 centre, 1 tip)"] * 2
+    curves = pd.DataFrame([{"detector": d, "seed": s, "epoch": e, "loss": 1 / e + s / 10}
+                           for d in ("fcos", "rpn") for s in range(2) for e in range(1, 5)])
+    grid = plots.curves(curves, y="loss", hue="detector", start_epoch=2)
+    assert len(grid.axes.flat) == 1 and grid.legend is not None
+    assert plots.curves(curves.iloc[:0], y="loss", hue="detector") is None
