@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from mlc.config import make_config
 from mlc.version import PACKAGE, code_version, fingerprint, result_modules
 
@@ -27,12 +29,21 @@ def test_docstrings_and_comments_do_not_count_but_code_does(tmp_path):
     assert fingerprint(root) != before
 
 
-def test_reporting_code_is_not_result_code(tmp_path):
+@pytest.mark.parametrize("module", ["analysis/report.py", "analysis/claims.py", "util/cpu.py",
+                                    "overrides.py"])
+def test_reporting_and_checking_code_is_not_result_code(tmp_path, module):
     root = _copy(tmp_path)
     before = fingerprint(root)
-    (root / "report.py").write_text((root / "report.py").read_text() + "\nX = 1\n")
+    (root / module).write_text((root / module).read_text() + "\nX = 1\n")
     assert fingerprint(root) == before
-    assert all(p.name != "report.py" for p in result_modules())
+    assert all(not p.as_posix().endswith(module) for p in result_modules())
+
+
+def test_a_new_module_outside_analysis_is_result_code(tmp_path):
+    root = _copy(tmp_path)
+    before = fingerprint(root)
+    (root / "models" / "new_loss.py").write_text("X = 1\n")
+    assert fingerprint(root) != before
 
 
 def test_the_run_name_carries_the_code_version(monkeypatch):
