@@ -68,6 +68,7 @@ def unpinnable_reason() -> str | None:
 
 
 def opted_out() -> bool:
+    """True when the user asked for the machine's own kernels (MLC_CPU_KERNELS=native)."""
     return os.environ.get(OPT_OUT, "").lower() == "native"
 
 
@@ -162,7 +163,7 @@ def level() -> dict:
 
     return {"cpu_model": cpu_model(), "aten_capability": torch.backends.cpu.get_cpu_capability(),
             "onednn_isa": onednn_isa(), "mkl_isa": mkl_isa(),
-            "kernels": "native" if opted_out() else "pinned"}
+            "kernels": "native" if opted_out() or unpinnable_reason() else "pinned"}
 
 
 def check() -> dict:
