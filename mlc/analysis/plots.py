@@ -78,22 +78,23 @@ def gains(grid: list[dict], runs: list[dict], paper: pd.DataFrame, columns: dict
     metrics = list(dict.fromkeys(ours["metric"]))
     order = list(dict.fromkeys(ours["method"]))
     fig, axes = plt.subplots(1, len(metrics), sharey=True, squeeze=False,
-                             figsize=(WIDTH, 0.45 * len(order) + 1.3))
+                             figsize=(WIDTH, 0.45 * len(order) + 1.7))
     for ax, name in zip(axes[0], metrics):
         sns.pointplot(data=ours[ours["metric"] == name], x="gain", y="method", order=order,
                       errorbar=t_interval, linestyle="none", color=OURS, capsize=0.25, ax=ax,
-                      label="ours (mean, 95% interval over seeds)")
+                      label="ours: mean and 95% interval over paired seeds")
         if not theirs.empty and (theirs["metric"] == name).any():
             sns.pointplot(data=theirs[theirs["metric"] == name], x="gain", y="method", order=order,
                           errorbar=None, linestyle="none", markers="D", color=PAPER, ax=ax,
                           label="paper")
         ax.axvline(0, color="0.4", lw=0.8)
-        ax.set(xlabel=f"{name} gain over the baseline (%)", ylabel="")
-        if ax is not axes[0][-1] and ax.get_legend():
+        ax.set(xlabel=f"{name} gain (%)", ylabel="")
+        if ax.get_legend():
             ax.get_legend().remove()
-    axes[0][-1].legend(fontsize=8, loc="best")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"{title}: gain over the baseline, in % of its value", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
