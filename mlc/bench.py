@@ -24,7 +24,7 @@ from torch import nn
 from torchvision.models.detection import FCOS
 
 from mlc import paths
-from mlc.config import SCALES, make_config
+from mlc.config import DENSE, SCALES, make_config
 from mlc.data.build import datasets, splits
 from mlc.data.coco import collate
 from mlc.models import build_backbone, build_detector, switch_mlc_terms
@@ -32,7 +32,8 @@ from mlc.mutual import otsu_threshold, otsu_threshold_torch
 from mlc.util import cpu
 
 VARIANTS = {"baseline": {}, "ML": {"ml": True}, "IUR": {"iur": True},
-            "ML+IUR": {"ml": True, "iur": True}}
+            "ML+IUR": {"ml": True, "iur": True}, "VFL": {"vfl": True}, "TAL": {"tal": True}}
+SUCCESSORS = ("VFL", "TAL")  # MLC's successors: the dense detectors only
 
 
 def _sync(device: torch.device) -> None:
@@ -174,6 +175,8 @@ def training_steps(detector: str, scale: str, device: torch.device, rounds: int,
     images, targets, num_classes, _ = _batch(scale, device)
     steps = {}
     for name, overrides in VARIANTS.items():
+        if name in SUCCESSORS and detector not in DENSE:
+            continue
         cfg = _bench_config(detector, scale, **overrides)
         torch.manual_seed(0)
         model, _ = build_detector(cfg, num_classes)

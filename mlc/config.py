@@ -55,6 +55,7 @@ class Scale:
     shapes: ShapesSpec | None = None
     tiny_widths: tuple[int, int, int, int] = (16, 32, 64, 128)  # the tiny backbone's stages
     lr_multiplier: float = 1.0  # on top of the paper's lr, linearly scaled to the batch
+    dense_levels: str = "p2p6"  # the tiny backbone's FPN levels for FCOS and RetinaNet (or p3p7)
 
 
 SCALES = {
@@ -86,6 +87,17 @@ ML_CANDIDATES = {
 ML_CANDIDATE_IOU = {"retinanet": 0.4, "rpn": 0.3}
 ALPHA = {"fcos": 0.0, "fcos_minus": 0.0, "retinanet": 0.5, "rpn": 2.0}
 DENSE = ("fcos", "fcos_minus", "retinanet")  # one-stage detectors with a classification head
+# Methods that would train the same thing twice, or one thing two ways (each pair, the reason).
+REFUSED_PAIRS = (
+    ("tal", "ml", "both choose the positives (TAL by s^alpha * u^beta, ML by Otsu thresholds); "
+                  "one assignment has to be chosen"),
+    ("tal", "vfl", "both set the classification target (TAL the normalised alignment metric, "
+                   "VFL the IoU) of the same score"),
+    ("tal", "alignment", "TAL already trains the class score toward its alignment target; "
+                         "alignment's MSE toward the IoU would pull the same score elsewhere"),
+    ("vfl", "alignment", "both train the class score of the positives toward the IoU "
+                         "(VFL in its loss, alignment by an MSE beside it): the same term twice"),
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,13 @@ class RunConfig:
     iur: bool = False  # IoU rescoring (Sec. 3.2)
     gamma: float = 1.0  # IUR loss weight; the paper does not give it
     alignment: bool = False  # baseline of Table 1: MSE between the GT-class score and the IoU
+    vfl: bool = False  # varifocal loss (VarifocalNet) in place of the focal loss
+    vfl_alpha: float = 0.75
+    vfl_gamma: float = 2.0
+    tal: bool = False  # task-aligned assignment (TOOD, without its T-head)
+    tal_topk: int = 13
+    tal_alpha: float = 1.0
+    tal_beta: float = 6.0
     mlc_start_epoch: int = 12  # ML, IUR's loss and alignment train from this epoch (0-based) on
     center_sampling_radius: float | None = None
     head_offset: float | None = None  # generated sets: move the class-defining head (0-1)
@@ -203,8 +222,13 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"ml has no candidate rule for {cfg.detector} with centre sampling "
                           f"(center_sampling_radius={cfg.center_sampling_radius}); candidate rules: "
                           f"{rules}")
-    if cfg.alignment and cfg.detector not in DENSE:
-        raise ConfigError(f"alignment needs a classification head; allowed: {', '.join(DENSE)}")
+    for name in ("alignment", "vfl", "tal"):
+        if getattr(cfg, name) and cfg.detector not in DENSE:
+            raise ConfigError(f"{name} needs a classification head (rpn has objectness only); "
+                              f"allowed: {', '.join(DENSE)}")
+    for a, b, why in REFUSED_PAIRS:
+        if getattr(cfg, a) and getattr(cfg, b):
+            raise ConfigError(f"{a} and {b} do not combine: {why}")
     if not 0 <= cfg.mlc_start_epoch < cfg.epochs:
         raise ConfigError(f"mlc_start_epoch must lie in 0..epochs-1 ({cfg.epochs - 1}), "
                           f"got {cfg.mlc_start_epoch}")

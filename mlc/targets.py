@@ -24,6 +24,7 @@ class DenseTargets:
     loc_pos: Tensor  # positive for localization
     cls_weight: Tensor
     loc_weight: Tensor
+    cls_target: Tensor | None = None  # soft target of the positives (VFL: IoU; TAL: alignment)
 
 
 def baseline_targets(targets: list[dict[str, Tensor]], matched_idxs: list[Tensor]) -> DenseTargets:

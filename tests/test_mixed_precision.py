@@ -14,15 +14,16 @@ from mlc.data.build import datasets
 from mlc.data.coco import collate
 from mlc.models import build_detector, switch_mlc_terms
 
-# ML + IUR runs every code path of ML and of IUR; alignment has its own.
-VARIANTS = [{"ml": True, "iur": True}, {"alignment": True}]
+# ML + IUR runs every code path of ML and of IUR; alignment, VFL and TAL have their own.
+VARIANTS = [{"ml": True, "iur": True}, {"alignment": True}, {"vfl": True, "ml": True},
+            {"tal": True, "iur": True}]
 
 
 @pytest.mark.parametrize("detector", ["fcos_minus", "fcos", "retinanet", "rpn"])
 @pytest.mark.parametrize("flags", VARIANTS, ids=str)
 def test_trains_and_predicts_under_float16_autocast(detector, flags, data_root):
-    if detector == "rpn" and "alignment" in flags:
-        pytest.skip("alignment is for the dense detectors")
+    if detector == "rpn" and {"alignment", "vfl", "tal"} & flags.keys():
+        pytest.skip("alignment, VFL and TAL are for the dense detectors")
     train_set, _ = datasets("smoke", data_root, seed=0)
     images, targets = collate([train_set[i] for i in range(4)])
     torch.manual_seed(0)

@@ -102,8 +102,10 @@ def scorecard(runs: list[dict], final_runs: list[dict]) -> pd.DataFrame:
 
 def judged_points(points: pd.DataFrame) -> pd.DataFrame:
     """The methods claim 7 is judged on (of `tables.method_points`): the FCOS family (FCOS− and
-    its variants, FCOS with centerness) on the ablation schedule, as the paper's Tables 1-2."""
-    return points[points["detector"].isin(["fcos", FCOS_MINUS]) & (points["schedule"] != "final")]
+    its variants, FCOS with centerness) on the ablation schedule, as the paper's Tables 1-2; the
+    successors (VFL, TAL) are drawn beside them but were not part of the paper's claim."""
+    return points[points["detector"].isin(["fcos", FCOS_MINUS]) & (points["schedule"] != "final")
+                  & ~points["successor"].astype(bool)]
 
 
 def _correlation_tracks_ap(runs: list[dict]) -> tuple[str, str]:

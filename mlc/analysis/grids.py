@@ -41,6 +41,15 @@ GRIDS = {
 }
 SCHEDULE = {1: None, 2: None, 3: None, 4: None, 5: "final"}  # None: the scale's (ablation)
 
+# MLC beside its successors (the book's page after the paper's tables): each detector alone,
+# with VFL, with TAL and with ML + IUR, on the ablation schedule; `against` names the rows every
+# other row is compared with.
+SUCCESSORS = [{"label": f"{name}{suffix}", "detector": det, "set": flags, "method": method}
+              for det, name in ((FCOS_MINUS, "FCOS−"), (RETINANET, "RetinaNet"))
+              for suffix, flags, method in (("", {}, "baseline"), (" + VFL", {"vfl": True}, "VFL"),
+                                            (" + TAL", {"tal": True}, "TAL"),
+                                            (" + ML + IUR", {"ml": True, "iur": True}, "ML + IUR"))]
+
 # The sweeps the book runs by default (the notebooks' parameter cells hold the same values).
 GAMMAS = [0.5, 1.0, 2.0]  # IUR's loss weight, on FCOS− + IUR
 ALPHAS = [0.0, 0.5, 2.0]  # ML's alpha, on RPN + ML
@@ -91,10 +100,11 @@ def scorecard_configs(scale: str, seeds: Iterable[int],
 
 def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = "final") -> list[RunConfig]:
     """Every run the book's notebooks read with their default parameters: the tables and the
-    scorecard, the sensitivity sweeps and, on a generated set, the head-offset dial."""
+    scorecard, MLC's successors, the sensitivity sweeps and, on a generated set, the head-offset
+    dial."""
     seeds = list(seeds)
     configs = {c.name: c for c in scorecard_configs(scale, seeds, final_schedule)}
-    grids = [sweep_grid(FCOS_MINUS, "gamma", GAMMAS, {"iur": True}),
+    grids = [SUCCESSORS, sweep_grid(FCOS_MINUS, "gamma", GAMMAS, {"iur": True}),
              sweep_grid(RPN, "alpha", ALPHAS, {"ml": True})]
     shapes = SCALES[scale].shapes
     if shapes is not None:

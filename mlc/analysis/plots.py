@@ -139,15 +139,20 @@ def floors(grid: list[dict], runs: list[dict], title: str) -> Figure | None:
 
 def divergence_vs_ap(points: pd.DataFrame, judged: pd.DataFrame, title: str) -> Figure | None:
     """Every method's mean AP against its mean correlation (colour: detector, marker:
-    schedule), with the least-squares line and its 95% band over the methods claim 7 judges."""
+    schedule, and whether it is a successor), with the least-squares line and its 95% band over
+    the methods claim 7 judges."""
     if points.empty:
         return None
     fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
     if len(judged) >= 3:
         sns.regplot(data=judged, x="correlation", y="AP", scatter=False, ci=95, color="0.35",
                     line_kws={"lw": 1}, ax=ax, label="claim 7's methods: fit, 95% band")
-    sns.scatterplot(data=points.reset_index(), x="correlation", y="AP", hue="detector",
-                    style="schedule", s=60, ax=ax)
+    data = points.reset_index()
+    if "successor" in data:  # VFL and TAL: drawn, not judged
+        data["schedule"] = data["schedule"] + data["successor"].map({True: ", successor",
+                                                                     False: ""})
+    sns.scatterplot(data=data, x="correlation", y="AP", hue="detector", style="schedule", s=60,
+                    ax=ax)
     for name, p in points.iterrows():
         ax.annotate(name, (p["correlation"], p["AP"]), fontsize=7, xytext=(4, 2),
                     textcoords="offset points")

@@ -86,6 +86,27 @@ def loss_curves(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["detector", "seed", "epoch", "loss"])
 
 
+def term_curves(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """Per-epoch mean of every loss term of every finished run of a grid, long form: the run's
+    row label, detector, seed, epoch, term, value and the epoch MLC's terms start at."""
+    from mlc.analysis.tables import per_seed
+
+    rows = []
+    for run in runs:
+        if run["record"] is None:
+            continue
+        cfg = run["config"]
+        key = "AR100" if cfg.detector == "rpn" else "AP"
+        label = next((r["label"] for r in grid if per_seed([run], r, key)), None)
+        for point in run["record"]["curve"] if label is not None else ():
+            for term, value in point.items():
+                if term not in ("epoch", "lr", "steps"):
+                    rows.append({"run": label, "detector": cfg.detector, "seed": cfg.seed,
+                                 "epoch": point["epoch"], "term": term, "value": value,
+                                 "start": cfg.mlc_start_epoch})
+    return pd.DataFrame(rows, columns=["run", "detector", "seed", "epoch", "term", "value", "start"])
+
+
 def provenance_line(runs: list[dict], made_by: str) -> str:
     """One line under a table or figure: what made it, from which runs, trained now or read."""
     done = [r["record"] for r in runs if r["record"] is not None]

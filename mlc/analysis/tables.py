@@ -12,7 +12,7 @@ import pandas as pd
 
 from mlc.analysis.grids import RPN
 from mlc.analysis.report import mean_std
-from mlc.analysis.stats import format_interval, paired_difference, relative
+from mlc.analysis.stats import BANDS, format_interval, paired_difference, relative, verdict
 from mlc.config import make_config
 from mlc.paths import REPO_ROOT
 
@@ -151,21 +151,102 @@ def offset_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
 
 def method_points(runs: list[dict]) -> pd.DataFrame:
     """One row per trained detection method (config without its seed): detector, schedule,
-    mean AP and mean correlation over seeds. IoU-NMS is left out: it reranks after the boxes
-    the metric reads."""
+    whether it is one of MLC's successors (VFL, TAL), mean AP and mean correlation over seeds.
+    IoU-NMS is left out: it reranks after the boxes the metric reads."""
     groups: dict[str, dict] = {}
     for run in runs:
         cfg, record = run["config"], run["record"]
         if record is None or cfg.detector == RPN or metric(record, "divergence.mean") is None:
             continue
-        flags = [k for k in ("ml", "iur", "alignment") if getattr(cfg, k)]
+        flags = [k for k in ("ml", "iur", "alignment", "vfl", "tal") if getattr(cfg, k)]
         key = f"{cfg.detector} {cfg.schedule}" + "".join(f" +{f}" for f in flags)
         g = groups.setdefault(key, {"detector": cfg.detector, "schedule": cfg.schedule,
-                                    "AP": [], "correlation": []})
+                                    "successor": cfg.vfl or cfg.tal, "AP": [], "correlation": []})
         g["AP"].append(metric(record, "AP"))
         g["correlation"].append(metric(record, "divergence.mean"))
-    columns = ["detector", "schedule", "AP", "correlation", "seeds"]
+    columns = ["detector", "schedule", "successor", "AP", "correlation", "seeds"]
     return pd.DataFrame([{"method": k, "detector": g["detector"], "schedule": g["schedule"],
+                          "successor": g["successor"],
                           "AP": statistics.fmean(g["AP"]),
                           "correlation": statistics.fmean(g["correlation"]), "seeds": len(g["AP"])}
                          for k, g in groups.items()], columns=["method", *columns]).set_index("method")
+
+
+def value_table(grid: list[dict], runs: list[dict], keys: dict[str, str]) -> pd.DataFrame:
+    """Per grid row, each metric {name: key} as mean ± std over seeds, and the seeds."""
+    rows = {}
+    for row in grid:
+        values = {name: per_seed(runs, row, key) for name, key in keys.items()}
+        digits = {name: 3 if "divergence" in key else 1 for name, key in keys.items()}
+        rows[row["label"]] = {**{name: mean_std(list(v.values()), digits[name])
+                                 for name, v in values.items()},
+                              "seeds": ",".join(str(s) for s in sorted(next(iter(values.values()))))
+                              or "-"}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "method"
+    return table
+
+
+def difference_table(grid: list[dict], runs: list[dict], keys: dict[str, str],
+                     against: str) -> pd.DataFrame:
+    """Per grid row, each metric's paired difference from the row of the same detector whose
+    `method` is `against`, with its 95% interval and relative to that row's mean ("" for that
+    row itself; correlations in absolute terms), and the verdict on AP (`stats.verdict`)."""
+    rows = {}
+    for row in grid:
+        ref = next((r for r in grid if r["detector"] == row["detector"] and r["method"] == against),
+                   None)
+        if ref is None or ref is row:
+            continue
+        out = {}
+        for name, key in keys.items():
+            ours, theirs = per_seed(runs, row, key), per_seed(runs, ref, key)
+            diff = paired_difference(ours, theirs)
+            out[name] = (format_interval(diff, 3) if "divergence" in key
+                         else format_gain(diff, _mean(theirs.values())))
+            if key == "AP":
+                out["AP verdict"] = verdict(diff, BANDS["points"])
+        rows[row["label"]] = out
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = f"method − {against}"
+    return table
+
+
+def step_cost(grid: list[dict], report: dict, names: dict[str, str]) -> pd.DataFrame:
+    """Seconds per training step of each grid row from a `python -m mlc bench` report, and its
+    ratio to its detector's baseline; `names` maps a row's `method` to the report's variant."""
+    rows = {}
+    for row in grid:
+        times = report["training"].get(row["detector"], {})
+        seconds, base = times.get(names[row["method"]]), times.get("baseline")
+        rows[row["label"]] = {"s / step": "not measured" if seconds is None else f"{seconds:.4f}",
+                              "× baseline": "" if seconds is None or not base
+                              else f"{seconds / base:.3f}"}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "method"
+    return table
+
+
+def reference_points(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """The outside reference points (data/paper/successors.csv: each method's published gain
+    over its own baseline on COCO) beside ours, both in % of the baseline's AP, ours with its
+    paired 95% interval."""
+    refs = pd.read_csv(PAPER_DIR / "successors.csv")
+    out = []
+    for _, ref in refs.iterrows():
+        row = next((r for r in grid if r["detector"] == ref["detector"]
+                    and r["method"] == ref["method"]), None)
+        base = next((r for r in grid if r["detector"] == ref["detector"]
+                     and r["method"] == "baseline"), None)
+        ours = "not in the grid"
+        if row is not None and base is not None:
+            a, b = per_seed(runs, row, "AP"), per_seed(runs, base, "AP")
+            rel = relative(paired_difference(a, b), _mean(b.values()))
+            ours = format_interval(rel, 1, "%")
+        theirs = 100 * (ref["method_AP"] - ref["baseline_AP"]) / ref["baseline_AP"]
+        out.append({"method": ref["method"], "ours on": ref["detector"],
+                    "reference (COCO, R-50)": f"{ref['reference']}: {ref['baseline_AP']} → "
+                                              f"{ref['method_AP']}",
+                    "reference gain": f"{theirs:+.1f}%", "our gain": ours,
+                    "source": ref["source"]})
+    return pd.DataFrame(out).set_index("method")

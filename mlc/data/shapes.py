@@ -22,6 +22,9 @@ from mlc.util.io import atomic_write_text
 from mlc.util.lock import file_lock
 
 HEAD_SHAPES = ("disc", "square", "triangle", "cross", "diamond", "bar")
+# Head colours of spec.head_colour == "class": one saturated hue per class, far apart in RGB.
+HEAD_COLOURS = ((230, 40, 40), (40, 200, 60), (50, 80, 240), (240, 220, 30), (220, 50, 220),
+                (30, 220, 230))
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class ShapesSpec:
     head_scale: float = 0.32
     max_occlusion: float = 0.35
     distractors: int = 3
+    head_colour: str = "random"  # "class": each class's head has its own hue (legible at any stride)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -49,6 +53,8 @@ class ShapesSpec:
             raise ValueError("num_train and num_val must be at least 1")
         if not 0 <= self.head_offset <= 1:
             raise ValueError(f"head_offset must be in [0, 1], got {self.head_offset}")
+        if self.head_colour not in ("random", "class"):
+            raise ValueError(f"head_colour must be 'random' or 'class', got {self.head_colour!r}")
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -157,7 +163,10 @@ def render_image(spec: ShapesSpec, split: str, index: int) -> tuple[np.ndarray, 
         shade = rng.uniform(0.6, 1.0, (size, size, 1))
         bm = _mask(size, [body])
         img[bm] = (body_colour * shade[bm])
-        img[_mask(size, [head])] = rng.uniform(0, 255, 3)
+        head_colour = rng.uniform(0, 255, 3)  # drawn either way, so both kinds share the layout
+        if spec.head_colour == "class":
+            head_colour = np.array(HEAD_COLOURS[label]) + rng.uniform(-20, 20, 3)
+        img[_mask(size, [head])] = head_colour
         occupied |= m
         ys, xs = np.nonzero(m)
         x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1

@@ -13,13 +13,20 @@ from mlc.models.fcos import FCOSDetector, FCOSHeadMLC
 from mlc.models.postprocess import DetectionTransform, InferenceSettings
 from mlc.models.retinanet import RetinaNetDetector, RetinaNetHeadMLC
 from mlc.models.rpn import ProposalNetwork, ProposalRPN, RPNHeadMLC
+from mlc.successors import TaskAligned, Varifocal
+
+
+def fpn_levels(cfg: RunConfig) -> str:
+    """The FPN levels a detector reads: RPN P2-P6; FCOS and RetinaNet P3-P7 on ResNet-50, the
+    scale's `dense_levels` on the tiny backbone."""
+    if cfg.detector == "rpn":
+        return "p2p6"
+    return "p3p7" if cfg.scale_spec.backbone == "resnet50" else cfg.scale_spec.dense_levels
 
 
 def _strides(cfg: RunConfig) -> tuple[int, ...]:
-    """Strides of the five FPN levels: P3-P7 (P2-P6 for RPN) on ResNet-50, P2-P6 on tiny."""
-    if cfg.scale_spec.backbone == "resnet50" and cfg.detector != "rpn":
-        return (8, 16, 32, 64, 128)
-    return (4, 8, 16, 32, 64)
+    """Strides of the five FPN levels."""
+    return (8, 16, 32, 64, 128) if fpn_levels(cfg) == "p3p7" else (4, 8, 16, 32, 64)
 
 
 def anchor_generator(cfg: RunConfig) -> AnchorGenerator:
@@ -41,9 +48,8 @@ def build_backbone(cfg: RunConfig) -> tuple[nn.Module, str]:
     """The scale's backbone with FPN, and how it was initialised."""
     sc = cfg.scale_spec
     if sc.backbone == "resnet50":
-        return resnet50_fpn(cfg.pretrained, "p2p6" if cfg.detector == "rpn" else "p3p7",
-                            sc.fpn_channels)
-    return tiny_fpn(sc.tiny_widths, sc.fpn_channels), "random"
+        return resnet50_fpn(cfg.pretrained, fpn_levels(cfg), sc.fpn_channels)
+    return tiny_fpn(sc.tiny_widths, sc.fpn_channels, fpn_levels(cfg)), "random"
 
 
 def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
@@ -78,6 +84,9 @@ def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
         rpn.ml_alpha, rpn.gamma = ml_alpha, cfg.gamma
         transform = DetectionTransform(sc.min_size, sc.max_size, IMAGENET_MEAN, IMAGENET_STD)
         model = ProposalNetwork(backbone, rpn, transform)
+    if cfg.detector in ("fcos", "fcos_minus", "retinanet"):
+        head.varifocal = Varifocal(cfg.vfl_alpha, cfg.vfl_gamma) if cfg.vfl else None
+        head.task_aligned = TaskAligned(cfg.tal_topk, cfg.tal_alpha, cfg.tal_beta) if cfg.tal else None
     info = {"backbone": sc.backbone, "backbone_init": init,
             "parameters": sum(p.numel() for p in model.parameters())}
     return model, info

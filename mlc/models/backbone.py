@@ -83,11 +83,16 @@ class TinyResNet(nn.Sequential):
         self.layer4 = BasicBlock(w3, w4, 2)
 
 
-def tiny_fpn(widths: tuple[int, int, int, int], out_channels: int) -> BackboneWithFPN:
-    """Tiny ResNet with an FPN on strides 4-64 (P2-P6) for small generated images."""
+def tiny_fpn(widths: tuple[int, int, int, int], out_channels: int, levels: str = "p2p6") -> BackboneWithFPN:
+    """Tiny ResNet with an FPN: P2-P6 (strides 4-64) from its four stages, or P3-P7 (strides
+    8-128, as FCOS and RetinaNet on ResNet-50) from the last three and two extra convs."""
     body = TinyResNet(widths)
-    return BackboneWithFPN(
-        body, return_layers={f"layer{i}": str(i - 1) for i in range(1, 5)},
-        in_channels_list=list(widths), out_channels=out_channels,
-        extra_blocks=LastLevelMaxPool(),
-    )
+    if levels == "p2p6":
+        return BackboneWithFPN(body, return_layers={f"layer{i}": str(i - 1) for i in range(1, 5)},
+                               in_channels_list=list(widths), out_channels=out_channels,
+                               extra_blocks=LastLevelMaxPool())
+    if levels == "p3p7":
+        return BackboneWithFPN(body, return_layers={f"layer{i}": str(i - 2) for i in range(2, 5)},
+                               in_channels_list=list(widths[1:]), out_channels=out_channels,
+                               extra_blocks=LastLevelP6P7(out_channels, out_channels))
+    raise ValueError(f"unknown levels {levels!r}; allowed: p3p7, p2p6")

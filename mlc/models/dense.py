@@ -10,6 +10,8 @@ MMDetection does, so that a DDP step equals the single-process step on the same 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -18,6 +20,14 @@ from torchvision.models.detection._utils import Matcher
 from torchvision.ops import box_area, box_iou, sigmoid_focal_loss
 
 from mlc.mutual import candidate_objects, mutual_labels
+from mlc.successors import (
+    TaskAligned,
+    Varifocal,
+    quality_focal_loss,
+    soft_class_targets,
+    task_aligned_targets,
+    varifocal_loss,
+)
 from mlc.targets import DenseTargets, baseline_targets
 
 
@@ -29,6 +39,16 @@ def global_count(mask: Tensor) -> Tensor:
         dist.all_reduce(count)
         count = count / dist.get_world_size()
     return count.clamp(min=1.0)
+
+
+def global_sum(values: Tensor) -> Tensor:
+    """The sum of `values`, averaged over processes, at least 1e-6: a loss normaliser."""
+    total = values.detach().sum().to(torch.float32)
+    if dist.is_available() and dist.is_initialized():
+        total = total.clone()
+        dist.all_reduce(total)
+        total = total / dist.get_world_size()
+    return total.clamp(min=1e-6)
 
 
 def paired_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -95,6 +115,15 @@ def focal_classification_loss(cls_logits: Tensor, t: DenseTargets) -> Tensor:
     return (loss * t.cls_weight[valid]).sum() / global_count(t.cls_pos)
 
 
+def with_iou_targets(t: DenseTargets, pred_boxes: Tensor) -> DenseTargets:
+    """VFL's targets: `t` with `cls_target` the detached IoU of each classification positive's
+    decoded box ([N, A, 4]) with its object."""
+    target = torch.zeros(t.cls_pos.shape, dtype=torch.float32, device=t.cls_pos.device)
+    pos = t.cls_pos
+    target[pos] = paired_iou(pred_boxes[pos].detach().float(), t.boxes[pos].float())
+    return replace(t, cls_target=target)
+
+
 def iou_rescoring_loss(iou_logits: Tensor, pred_boxes: Tensor, gt_boxes: Tensor,
                        positives: Tensor) -> Tensor:
     """IUR (Eq. 10): MSE between the predicted IoU (sigmoid) and the detached IoU of the decoded
@@ -141,40 +170,72 @@ def flatten_level(x: Tensor, channels: int) -> Tensor:
 
 class MLCHead:
     """Mixin for torchvision's FCOS and RetinaNet heads: labels anchors by the detector's own
-    matching or by mutual labeling, hands the `DenseTargets` to the head's `dense_loss`, and adds
-    MLC's terms (IUR's loss x gamma, prediction alignment).
+    matching, by mutual labeling or by TAL, hands the `DenseTargets` to the head's `dense_loss`
+    (whose classification term is `classification_loss`: focal, VFL or TAL's quality focal
+    loss), and adds MLC's terms (IUR's loss x gamma, prediction alignment).
 
-    ML, IUR's loss and alignment apply while `mlc_terms_on` (the engine switches it on at the
-    config's `mlc_start_epoch`); before that the terms are computed with weight 0, so every
-    parameter still takes part in each step (DDP needs it). The head defines `decode_boxes`.
+    ML, VFL, TAL, IUR's loss and alignment apply while `mlc_terms_on` (the engine switches it on
+    at the config's `mlc_start_epoch`, so every method starts from the same plain detector, as
+    TOOD starts from a fixed assignment); before that IUR's and alignment's terms are computed
+    with weight 0, so every parameter still takes part in each step (DDP needs it). The head
+    defines `decode_boxes`.
     """
 
     ml_alpha: float | None = None  # None: the detector's own labels
     gamma: float = 1.0
     alignment: bool = False
+    varifocal: Varifocal | None = None
+    task_aligned: TaskAligned | None = None
     mlc_terms_on: bool = False
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
                      anchors: list[Tensor], matched_idxs: list[Tensor],
                      candidate_idxs: list[Tensor] | None = None) -> dict[str, Tensor]:
         anchors = torch.stack(anchors)
-        if self.ml_alpha is not None and self.mlc_terms_on:
+        deltas = head_outputs["bbox_regression"]
+        on = self.mlc_terms_on
+        if self.task_aligned is not None and on:
+            everywhere = torch.ones(deltas.shape[:2], dtype=torch.bool, device=deltas.device)
+            boxes = decode_where(self.decode_boxes, deltas.detach(), anchors, everywhere)
+            t = task_aligned_targets(targets, head_outputs["cls_logits"], boxes, anchors,
+                                     self.task_aligned)
+            # TOOD normalises the box loss by the targets' sum, the heads by the positive count.
+            t = replace(t, loc_weight=t.loc_weight * global_count(t.loc_pos) / global_sum(
+                t.loc_weight[t.loc_pos]))
+        elif self.ml_alpha is not None and on:
             matched = torch.stack(matched_idxs)
             candidate = matched.clamp(min=-1) if candidate_idxs is None else torch.stack(candidate_idxs)
             t = self.mutual_targets(targets, head_outputs, anchors, matched, candidate)
         else:
             t = baseline_targets(targets, matched_idxs)
+        if self.varifocal is not None and on:
+            t = with_iou_targets(t, decode_where(self.decode_boxes, deltas.detach(), anchors, t.cls_pos))
         losses = self.dense_loss(t, head_outputs, anchors)
         if self.iou_pred is not None or self.alignment:
             union = t.cls_pos | t.loc_pos
-            boxes = decode_where(self.decode_boxes, head_outputs["bbox_regression"], anchors, union)
-            weight = 1.0 if self.mlc_terms_on else 0.0
+            boxes = decode_where(self.decode_boxes, deltas, anchors, union)
+            weight = 1.0 if on else 0.0
             if self.iou_pred is not None:
                 losses["iou_rescoring"] = weight * self.gamma * iou_rescoring_loss(
                     head_outputs["iou_logits"], boxes, t.boxes, union)
             if self.alignment:
                 losses["alignment"] = weight * alignment_loss(head_outputs["cls_logits"], boxes, t)
         return losses
+
+    def classification_loss(self, cls_logits: Tensor, t: DenseTargets) -> Tensor:
+        """The focal loss on hard labels, or on `t.cls_target`'s soft ones VFL (VFL's IoU) or
+        the quality focal loss (TAL's alignment), weighted, per positive over the global batch."""
+        if t.cls_target is None:
+            return focal_classification_loss(cls_logits, t)
+        valid = t.cls_pos | t.cls_neg
+        y = soft_class_targets(cls_logits, t)[valid]
+        if self.task_aligned is not None:
+            loss = quality_focal_loss(cls_logits[valid], y, t.cls_weight[valid],
+                                      self.task_aligned.qfl_beta)
+        else:
+            loss = varifocal_loss(cls_logits[valid], y, t.cls_weight[valid], self.varifocal.alpha,
+                                  self.varifocal.gamma)
+        return loss / global_count(t.cls_pos)
 
     def mutual_targets(self, targets: list[dict[str, Tensor]], out: dict[str, Tensor],
                        anchors: Tensor, matched: Tensor, candidate: Tensor) -> DenseTargets:

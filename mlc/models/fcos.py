@@ -26,7 +26,6 @@ from mlc.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from mlc.models.dense import (
     MLCHead,
     flatten_level,
-    focal_classification_loss,
     global_count,
     iou_layer,
     sibling_convs,
@@ -98,7 +97,7 @@ class FCOSHeadMLC(MLCHead, FCOSHead):
         pred_boxes = self.box_coder.decode(out["bbox_regression"][pos], anchors[pos])
         giou = generalized_box_iou_loss(pred_boxes, t.boxes[pos], reduction="none")
         losses = {
-            "classification": focal_classification_loss(out["cls_logits"], t),
+            "classification": self.classification_loss(out["cls_logits"], t),
             "bbox_regression": (giou * t.loc_weight[pos]).sum() / norm,
         }
         if self.centerness:

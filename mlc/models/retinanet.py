@@ -20,7 +20,6 @@ from mlc.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from mlc.models.dense import (
     MLCHead,
     flatten_level,
-    focal_classification_loss,
     global_count,
     iou_layer,
     match_with_candidates,
@@ -68,7 +67,7 @@ class RetinaNetHeadMLC(MLCHead, RetinaNetHead):
         target = coder.encode_single(t.boxes[pos], anchors[pos])
         l1 = F.l1_loss(out["bbox_regression"][pos], target, reduction="none").sum(-1)
         losses = {
-            "classification": focal_classification_loss(out["cls_logits"], t),
+            "classification": self.classification_loss(out["cls_logits"], t),
             "bbox_regression": (l1 * t.loc_weight[pos]).sum() / global_count(pos),
         }
         return losses

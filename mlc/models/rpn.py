@@ -1,9 +1,11 @@
 """RPN as a proposal-only model: torchvision's RegionProposalNetwork on a backbone, no second stage.
 
 The subclass labels anchors with RPN's own matching (IoU >= 0.7 positive, < 0.3 negative) or
-with mutual labeling (candidates: IoU >= 0.3), samples 256 anchors per image as RPN does from
-the resulting classification labels, and adds IUR: an IoU layer beside the objectness layer,
-whose predicted IoU multiplies the objectness that ranks the proposals. At inference it
+with mutual labeling (candidates: IoU >= 0.3), samples 256 anchors per image for the objectness
+loss (RPN's own sampler; under ML every candidate is in the sample, filled up with random
+negatives, and the regression covers every localization positive, as Eq. 9 says), and adds
+IUR: an IoU layer beside the objectness layer, whose predicted IoU multiplies the objectness that
+ranks the proposals. At inference it
 returns each proposal's score with its box, and the candidates as they enter NMS.
 """
 
@@ -87,31 +89,46 @@ class ProposalRPN(RegionProposalNetwork):
                 for i, (b, s, size) in enumerate(zip(boxes, probs, images.image_sizes))]
 
     def rpn_targets(self, targets: list[dict[str, Tensor]], objectness: Tensor, deltas: Tensor,
-                    anchors: Tensor) -> DenseTargets:
-        """RPN's own labels, or mutual labeling's once MLC's terms are on. Objects are treated
-        as one class (RPN's objectness)."""
+                    anchors: Tensor) -> tuple[DenseTargets, Tensor | None]:
+        """RPN's own labels, or mutual labeling's once MLC's terms are on, with ML's candidate
+        mask ([N, A]; None for RPN's own labels). Objects are treated as one class (RPN's
+        objectness)."""
         agnostic = [{"boxes": t["boxes"], "labels": torch.zeros_like(t["labels"])} for t in targets]
         matched, candidates = match_with_candidates(self.proposal_matcher, agnostic, list(anchors),
                                                     ML_CANDIDATE_IOU["rpn"])
         if self.ml_alpha is None or not self.mlc_terms_on:
-            return baseline_targets(agnostic, matched)
-        return mutual_targets(agnostic, torch.stack(matched), torch.stack(candidates),
-                              self.box_coder.decode_single, deltas, objectness[..., None], anchors,
-                              self.ml_alpha)
+            return baseline_targets(agnostic, matched), None
+        candidates = torch.stack(candidates)
+        t = mutual_targets(agnostic, torch.stack(matched), candidates, self.box_coder.decode_single,
+                           deltas, objectness[..., None], anchors, self.ml_alpha)
+        return t, candidates >= 0
+
+    def sample(self, t: DenseTargets, candidates: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The anchors of the objectness loss and those of the regression loss ([N, A] masks).
+
+        RPN's own labels: its sampler (256 per image, at most half positive), regression on the
+        sampled positives. Mutual labeling: every candidate of an object (its classification
+        positives and its new negatives) is in the sample, filled up to 256 with random other
+        negatives, and the regression covers all localization positives.
+        """
+        if candidates is None:
+            labels = torch.where(t.cls_pos, 1.0, torch.where(t.cls_neg, 0.0, -1.0))
+            sampled_pos, sampled_neg = self.fg_bg_sampler(list(labels))
+            sampled = torch.stack(sampled_pos).bool() | torch.stack(sampled_neg).bool()
+            return sampled, sampled & t.loc_pos
+        return candidates_filled_with_negatives(candidates, t.cls_neg & ~candidates,
+                                                self.fg_bg_sampler.batch_size_per_image), t.loc_pos
 
     def rpn_loss(self, targets: list[dict[str, Tensor]], objectness: Tensor, deltas: Tensor,
                  iou_logits: Tensor | None, anchors: Tensor) -> dict[str, Tensor]:
-        """RPN's losses on the classification labels of `rpn_targets`: 256 anchors sampled per
-        image (at most half positive); BCE on the sampled anchors, smooth L1 on the sampled
-        localization positives, both per sampled anchor; IUR's MSE x gamma on the positives."""
-        t = self.rpn_targets(targets, objectness, deltas, anchors)
-        labels = torch.where(t.cls_pos, 1.0, torch.where(t.cls_neg, 0.0, -1.0))
-        sampled_pos, sampled_neg = self.fg_bg_sampler(list(labels))
-        sampled = torch.stack(sampled_pos).bool() | torch.stack(sampled_neg).bool()
+        """RPN's losses on the labels of `rpn_targets` and the anchors of `sample`: BCE on the
+        sampled anchors, smooth L1 on the regression's, both per sampled anchor; IUR's MSE x
+        gamma on the positives."""
+        t, candidates = self.rpn_targets(targets, objectness, deltas, anchors)
+        sampled, loc = self.sample(t, candidates)
         norm = global_count(sampled)
         bce = F.binary_cross_entropy_with_logits(objectness[sampled], t.cls_pos[sampled].float(),
                                                  reduction="none")
-        loc = sampled & t.loc_pos
         target = self.box_coder.encode_single(t.boxes[loc], anchors[loc])
         l1 = F.smooth_l1_loss(deltas[loc], target, beta=1 / 9, reduction="none").sum(-1)
         losses = {"loss_objectness": (bce * t.cls_weight[sampled]).sum() / norm,
@@ -122,6 +139,19 @@ class ProposalRPN(RegionProposalNetwork):
             weight = self.gamma if self.mlc_terms_on else 0.0
             losses["iou_rescoring"] = weight * iou_rescoring_loss(iou_logits, boxes, t.boxes, union)
         return losses
+
+
+def candidates_filled_with_negatives(candidates: Tensor, negatives: Tensor, per_image: int) -> Tensor:
+    """[N, A] mask: every candidate, and random `negatives` up to `per_image` anchors per image
+    (none where the candidates alone reach it)."""
+    sampled = candidates.clone()
+    for i in range(len(candidates)):
+        room = per_image - int(candidates[i].sum())
+        pool = negatives[i].nonzero().squeeze(1)
+        if room > 0 and len(pool):
+            pick = pool[torch.randperm(len(pool), device=pool.device)[:room]]
+            sampled[i, pick] = True
+    return sampled
 
 
 class ProposalNetwork(nn.Module):
