@@ -1,6 +1,8 @@
 """Evaluation on the validation set: COCO AP (pycocotools) for detections, class-agnostic AR for
 proposals, the divergence metric from the boxes as they enter NMS and, for IUR models, AP with
-IoU-NMS in place of rescoring (the same trained model, so Table 2 needs no extra run)."""
+IoU-NMS in place of rescoring (the same trained model, so Table 2 needs no extra run). The
+headline metric is also computed on each half of the validation images (even and odd ids): how
+far the two halves differ measures the noise the finite validation set puts into a result."""
 
 from __future__ import annotations
 
@@ -59,12 +61,12 @@ def predict(model: nn.Module, dataset: CocoDetection, device: torch.device, batc
 
 
 def _run_cocoeval(dataset: CocoDetection, results: list[dict], use_cats: bool,
-                  max_dets: tuple[int, ...]) -> COCOeval:
+                  max_dets: tuple[int, ...], image_ids: list[int] | None = None) -> COCOeval:
     gt = dataset.coco
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, "bbox")
-        ev.params.imgIds = sorted(dataset.ids)
+        ev.params.imgIds = sorted(dataset.ids) if image_ids is None else sorted(image_ids)
         ev.params.useCats = int(use_cats)
         ev.params.maxDets = list(max_dets)
         ev.evaluate()
@@ -72,23 +74,27 @@ def _run_cocoeval(dataset: CocoDetection, results: list[dict], use_cats: bool,
     return ev
 
 
-def detection_metrics(dataset: CocoDetection, results: list[dict]) -> dict[str, float]:
+def detection_metrics(dataset: CocoDetection, results: list[dict],
+                      image_ids: list[int] | None = None) -> dict[str, float]:
     """COCO AP, AP50, AP75, APS, APM, APL in percent (0 when there is no detection; None for
-    an object size that the validation set does not contain)."""
+    an object size that the validation set does not contain), over `image_ids` (default all)."""
     if not results:
         return {k: 0.0 for k in DETECTION_METRICS}
-    ev = _run_cocoeval(dataset, results, use_cats=True, max_dets=(1, 10, 100))
+    ev = _run_cocoeval(dataset, results, use_cats=True, max_dets=(1, 10, 100), image_ids=image_ids)
     with contextlib.redirect_stdout(io.StringIO()):
         ev.summarize()
     return {k: None if v == -1 else round(100 * float(v), 3)
             for k, v in zip(DETECTION_METRICS, ev.stats[:6])}
 
 
-def proposal_metrics(dataset: CocoDetection, results: list[dict]) -> dict[str, float]:
-    """Class-agnostic average recall over IoU 0.5:0.95 at 100, 300 and 1000 proposals, percent."""
+def proposal_metrics(dataset: CocoDetection, results: list[dict],
+                     image_ids: list[int] | None = None) -> dict[str, float]:
+    """Class-agnostic average recall over IoU 0.5:0.95 at 100, 300 and 1000 proposals, percent,
+    over `image_ids` (default all)."""
     if not results:
         return {f"AR{k}": 0.0 for k in PROPOSAL_LIMITS}
-    ev = _run_cocoeval(dataset, results, use_cats=False, max_dets=PROPOSAL_LIMITS)
+    ev = _run_cocoeval(dataset, results, use_cats=False, max_dets=PROPOSAL_LIMITS,
+                       image_ids=image_ids)
     recall = ev.eval["recall"][:, :, 0, :]  # [IoU thresholds, 1 category, maxDets], area "all"
     out = {}
     for m, k in enumerate(PROPOSAL_LIMITS):
@@ -134,7 +140,11 @@ def evaluate(model: nn.Module, dataset: CocoDetection, device: torch.device, bat
     if rank != 0:
         return None
     results = [r for share in shares for r in share[0]]
-    metrics = proposal_metrics(dataset, results) if proposals else detection_metrics(dataset, results)
+    score = proposal_metrics if proposals else detection_metrics
+    metrics = score(dataset, results)
+    headline = "AR100" if proposals else "AP"
+    metrics["val_halves"] = {headline: [score(dataset, results, [i for i in dataset.ids if i % 2 == r])
+                                        [headline] for r in (0, 1)]}
     metrics.update(divergence_metrics([a for share in shares for a in share[1]]))
     if extra is not None:
         metrics["iou_nms"] = detection_metrics(dataset, [r for share in extra for r in share])

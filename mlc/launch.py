@@ -45,12 +45,15 @@ def _train_one(job: tuple[RunConfig, int, str | None]) -> tuple[str, float, str]
 
 def train_missing(configs: list[RunConfig], workers: int = 1, ngpus: int = 0,
                   device: str | None = None) -> list[tuple[str, float, str]]:
-    """Train every config that has no record yet; returns (name, seconds, outcome) per run.
+    """Train every config that has no record yet, seed by seed; returns (name, seconds,
+    outcome) per run.
 
     `ngpus` > 0: each run through `torchrun --nproc_per_node ngpus`, one after another;
     else `workers` processes with cores // workers threads each.
     """
-    todo = list({c.name: c for c in configs if load_record(c) is None}.values())
+    # Seed by seed, so that a stopped `make reproduce` leaves whole seeds behind it.
+    todo = sorted({c.name: c for c in configs if load_record(c) is None}.values(),
+                  key=lambda c: c.seed)
     print(f"{len(configs)} runs asked for, {len(configs) - len(todo)} finished, "
           f"{len(todo)} to train" + (f" on {ngpus} GPU(s)" if ngpus else
                                      f" in {min(workers, max(len(todo), 1))} worker(s)"), flush=True)

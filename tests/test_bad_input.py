@@ -116,7 +116,7 @@ def test_cli_shows_the_data_error_without_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("kwargs, allowed", [
     ({"detector": "yolo"}, "allowed: fcos, fcos_minus, retinanet, rpn"),
-    ({"detector": "fcos", "scale": "voc"}, "allowed: coco, shapes, smoke"),
+    ({"detector": "fcos", "scale": "voc"}, "allowed: coco, shapes, shapes-600, shapes-v1, smoke"),
     ({"detector": "fcos", "schedule": "3x"}, "allowed: ablation, final, smoke"),
 ])
 def test_unknown_names_list_what_is_allowed(kwargs, allowed):

@@ -33,6 +33,9 @@ def test_notebook_sweeps_are_the_ones_make_reproduce_trains():
     assert _defaults("sensitivity")["gammas"] == grids.GAMMAS
     assert _defaults("sensitivity")["alphas"] == grids.ALPHAS
     assert _defaults("beyond_head_offset")["offsets"] == grids.OFFSETS
+    assert _defaults("successors")["grid"] == grids.SUCCESSORS
+    assert _defaults("setting")["candidates"] == grids.SETTING_CANDIDATES
+    assert _defaults("setting")["study_seeds"] == grids.SETTING_SEEDS
 
 
 def test_book_configs_cover_tables_sweeps_and_dial():
@@ -40,8 +43,12 @@ def test_book_configs_cover_tables_sweeps_and_dial():
     names = {c.name for c in configs}
     assert len(names) == len(configs)
     assert {c.name for c in grids.scorecard_configs("shapes", [0, 1])} <= names
-    assert {c.head_offset for c in configs} == {None, 0.0, 1.0}  # 0.5 is the shapes set itself
+    assert {c.head_offset for c in configs} == {None, 0.0, 1.0}  # 0.7 is the shapes set itself
     assert {c.gamma for c in configs} == {0.5, 1.0, 2.0} and {c.seed for c in configs} == {0, 1}
+    assert {(c.detector, c.vfl, c.tal) for c in configs if c.vfl or c.tal} == {
+        (d, vfl, not vfl) for d in ("fcos_minus", "retinanet") for vfl in (True, False)}
+    assert {c.scale for c in configs} == {"shapes", "shapes-v1", "shapes-600"}  # the study
+    assert {c.seed for c in configs if c.scale != "shapes"} == {0, 1}
     assert {c.head_offset for c in grids.book_configs("coco", [0])} == {None}
 
 
@@ -83,7 +90,7 @@ def test_figure_data_needs_a_finished_run_and_is_kept():
 
 def test_head_offset_has_its_own_data_and_is_checked():
     assert data_source("shapes")[0] == "shapes"
-    assert data_source("shapes", 0.5)[0] == "shapes"  # the scale's own offset
+    assert data_source("shapes", 0.7)[0] == "shapes"  # the scale's own offset
     name, spec = data_source("shapes", 0.0)
     assert name == "shapes-head0" and spec.head_offset == 0.0
     assert make_config("fcos_minus", head_offset=0.0).name != make_config("fcos_minus").name

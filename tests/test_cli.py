@@ -59,7 +59,7 @@ def test_train_then_eval_through_the_cli(tmp_path):
         assert [made[key] for key in cpu.LIBRARIES.values()] == ["AVX2"] * 3
         assert made["kernels"] == "pinned"
     assert set(out["metrics"]) == {"AP", "AP50", "AP75", "APS", "APM", "APL", "divergence",
-                                   "divergence_by_floor"}
+                                   "divergence_by_floor", "val_halves"}
     assert set(out["metrics"]["divergence"]) == {"mean", "pooled", "n_objects"}
     run_dir = tmp_path / "runs" / "smoke" / out["name"]
     res = _run("eval", str(run_dir), env=env)
@@ -74,7 +74,7 @@ def test_unknown_detector_is_refused_with_the_choices():
 
 
 def test_bad_config_names_what_is_allowed():
-    with pytest.raises(ConfigError, match="allowed: coco, shapes, smoke"):
+    with pytest.raises(ConfigError, match="allowed: coco, shapes, shapes-600, shapes-v1, smoke"):
         make_config("fcos", "imagenet")
     with pytest.raises(ConfigError, match="unknown config field"):
         make_config("fcos", "smoke", learning_rate=0.1)

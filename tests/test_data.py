@@ -41,6 +41,39 @@ def test_generated_set_round_trips_through_pycocotools(tmp_path):
     assert detection_metrics(val, results)["AP"] == pytest.approx(100.0)
 
 
+def test_metrics_over_a_subset_of_images(tmp_path):
+    """The noise study's halves: detections right on half the images and wrong on the rest
+    score 100 on that half, 0 on the other."""
+    root = generate(SPEC, tmp_path / "set")
+    val = CocoDetection(Split(root / "val", root / "annotations" / "instances_val.json"),
+                        train=False)
+    results = []
+    for img_id in val.coco.getImgIds():
+        for ann in val.coco.loadAnns(val.coco.getAnnIds(imgIds=img_id)):
+            x, y, w, h = ann["bbox"]
+            box = [x, y, w, h] if img_id % 2 == 0 else [x + 2 * w, y + 2 * h, w, h]
+            results.append({"image_id": img_id, "category_id": ann["category_id"], "bbox": box,
+                            "score": 1.0})
+    even = [i for i in val.ids if i % 2 == 0]
+    odd = [i for i in val.ids if i % 2 == 1]
+    assert detection_metrics(val, results, even)["AP"] == pytest.approx(100.0)
+    assert detection_metrics(val, results, odd)["AP"] == pytest.approx(0.0)
+
+
+def test_heads_coloured_by_class_keep_the_layout():
+    """head_colour="class" paints each class's head in its own hue and changes nothing else:
+    the same boxes, the same pixels off the heads."""
+    random = ShapesSpec(**{**SPEC.__dict__, "head_colour": "random"})
+    coloured = ShapesSpec(**{**SPEC.__dict__, "head_colour": "class"})
+    a, anns_a = render_image(random, "train", 1)
+    b, anns_b = render_image(coloured, "train", 1)
+    assert anns_a == anns_b and anns_a
+    changed = np.abs(a.astype(int) - b.astype(int)).sum(-1) > 0
+    assert 0 < changed.mean() < 0.2
+    with pytest.raises(ValueError, match="head_colour"):
+        ShapesSpec(head_colour="blue")
+
+
 def test_generate_skips_an_identical_set_and_rewrites_a_changed_one(tmp_path):
     root = generate(SPEC, tmp_path / "set")
     png = root / "train" / "000000.png"

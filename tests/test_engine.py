@@ -60,7 +60,7 @@ def test_smoke_training_writes_a_complete_run(fcos_run):
     for name in ("config.json", "metrics.json", "provenance.json", "log.jsonl", "checkpoint.pt"):
         assert (run_dir / name).exists(), name
     assert set(record["metrics"]) == {"AP", "AP50", "AP75", "APS", "APM", "APL", "divergence",
-                                      "divergence_by_floor"}
+                                      "divergence_by_floor", "val_halves"}
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == list(range(record["run"]["steps_total"]))
     assert {"lr", "loss", "classification", "bbox_regression", "bbox_ctrness"} <= set(log[0])
@@ -116,7 +116,8 @@ def test_resume_equals_uninterrupted(fcos_run, tmp_path, data_root):
 def test_rpn_reports_average_recall(tmp_path, data_root):
     record = get_or_train(make_config("rpn", "smoke"), tmp_path, data_root, progress=False,
                           results_root=tmp_path)
-    assert set(record["metrics"]) == {"AR100", "AR300", "AR1000", "divergence", "divergence_by_floor"}
+    assert set(record["metrics"]) == {"AR100", "AR300", "AR1000", "divergence", "divergence_by_floor",
+                                      "val_halves"}
     m = record["metrics"]
     assert 0 <= m["AR100"] <= m["AR300"] <= m["AR1000"] <= 100
     assert m["AR1000"] > 0

@@ -21,6 +21,8 @@ GRID = [(d, ml, iur) for d in ("fcos_minus", "fcos", "retinanet", "rpn")
 def _finite(tree) -> bool:
     if isinstance(tree, dict):
         return all(_finite(v) for v in tree.values())
+    if isinstance(tree, list):
+        return all(_finite(v) for v in tree)
     return tree is None or math.isfinite(tree)
 
 
@@ -54,6 +56,23 @@ def test_mutual_labeling_switches_on_at_its_epoch(detector, tmp_path, data_root)
         cfg = make_config(detector, "smoke", ml=ml)
         train(cfg, tmp_path / cfg.name, data_root, progress=False)
         logs[ml] = [json.loads(x) for x in (tmp_path / cfg.name / "log.jsonl").read_text().splitlines()]
+    before = [(a, b) for a, b in zip(logs[False], logs[True]) if a["epoch"] == 0]
+    after = [(a, b) for a, b in zip(logs[False], logs[True]) if a["epoch"] == 1]
+    assert before and all(a == b for a, b in before)
+    assert any(a["loss"] != b["loss"] for a, b in after)
+
+
+@pytest.mark.parametrize("detector", ["fcos_minus", "retinanet"])
+@pytest.mark.parametrize("flag", ["vfl", "tal"])
+def test_successors_train_and_switch_on_at_their_epoch(detector, flag, tmp_path, data_root):
+    """VFL and TAL train and evaluate; before mlc_start_epoch the run is the baseline step for
+    step (the same plain pretraining as MLC), after it, it is not."""
+    logs = {}
+    for on in (False, True):
+        cfg = make_config(detector, "smoke", **{flag: on})
+        out = train(cfg, tmp_path / cfg.name, data_root, progress=False)
+        assert _finite(out["metrics"])
+        logs[on] = [json.loads(x) for x in (tmp_path / cfg.name / "log.jsonl").read_text().splitlines()]
     before = [(a, b) for a, b in zip(logs[False], logs[True]) if a["epoch"] == 0]
     after = [(a, b) for a, b in zip(logs[False], logs[True]) if a["epoch"] == 1]
     assert before and all(a == b for a, b in before)

@@ -1,5 +1,5 @@
 """The runs the book reads: each table's rows as a *grid* of dicts {label, detector, set, paper[,
-source]}, where `set` holds config overrides (e.g. {"ml": True}), `paper` names the paper's row
+source, scale]}, where `set` holds config overrides (e.g. {"ml": True}), `paper` names the paper's row
 and `source` a nested metrics entry (e.g. "iou_nms": the IUR run evaluated with IoU-NMS); the
 sensitivity sweeps and the head-offset dial; and every config they need. Notebooks keep their
 grid in their parameters cell, so a reader adds a variant by adding a dict.
@@ -50,19 +50,35 @@ SUCCESSORS = [{"label": f"{name}{suffix}", "detector": det, "set": flags, "metho
                                             (" + TAL", {"tal": True}, "TAL"),
                                             (" + ML + IUR", {"ml": True, "iur": True}, "ML + IUR"))]
 
+# The setting study ("Choosing the shapes setting"): candidate scales, the chosen one last, each
+# with FCOS− and FCOS− + ML + IUR on seeds 0 and 1 (seeds the book trains anyway, where it does).
+SETTING_CANDIDATES = ["shapes-v1", "shapes-600", "shapes"]
+SETTING_SEEDS = [0, 1]
+
+
+def setting_grid(candidates: list[str]) -> list[dict]:
+    """Grid rows of FCOS− and FCOS− + ML + IUR at each candidate scale."""
+    return [{"label": f"{name} {suffix}".strip(), "detector": FCOS_MINUS, "set": flags,
+             "scale": name, "role": role}
+            for name in candidates
+            for suffix, flags, role in (("", {}, "baseline"),
+                                        ("+ ML + IUR", {"ml": True, "iur": True}, "method"))]
+
+
 # The sweeps the book runs by default (the notebooks' parameter cells hold the same values).
 GAMMAS = [0.5, 1.0, 2.0]  # IUR's loss weight, on FCOS− + IUR
 ALPHAS = [0.0, 0.5, 2.0]  # ML's alpha, on RPN + ML
-OFFSETS = [0.0, 0.5, 1.0]  # the generated set's head offset, FCOS− and FCOS− + MLC
+OFFSETS = [0.0, 0.7, 1.0]  # the generated set's head offset, FCOS− and FCOS− + MLC
 
 
 def grid_configs(grid: list[dict], scale: str, seeds: Iterable[int],
                  schedule: str | None = None) -> list[RunConfig]:
-    """The distinct run configs a grid needs (rows sharing a run, as IoU-NMS, share it)."""
+    """The distinct run configs a grid needs (rows sharing a run, as IoU-NMS, share it); a row
+    may name its own `scale` (the setting study's candidates)."""
     configs = {}
     for row in grid:
         for seed in seeds:
-            cfg = make_config(row["detector"], scale, schedule, seed, **row["set"])
+            cfg = make_config(row["detector"], row.get("scale", scale), schedule, seed, **row["set"])
             configs[cfg.name] = cfg
     return list(configs.values())
 
@@ -100,8 +116,8 @@ def scorecard_configs(scale: str, seeds: Iterable[int],
 
 def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = "final") -> list[RunConfig]:
     """Every run the book's notebooks read with their default parameters: the tables and the
-    scorecard, MLC's successors, the sensitivity sweeps and, on a generated set, the head-offset
-    dial."""
+    scorecard, MLC's successors, the sensitivity sweeps, on a generated set the head-offset dial
+    and, at `shapes` scale, the setting study's candidates."""
     seeds = list(seeds)
     configs = {c.name: c for c in scorecard_configs(scale, seeds, final_schedule)}
     grids = [SUCCESSORS, sweep_grid(FCOS_MINUS, "gamma", GAMMAS, {"iur": True}),
@@ -111,4 +127,8 @@ def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = 
         grids.append(offset_grid(OFFSETS, shapes.head_offset))
     for grid in grids:
         configs.update((c.name, c) for c in grid_configs(grid, scale, seeds))
+    if scale == "shapes":  # the setting study, on the seeds of SETTING_SEEDS the book trains
+        study = setting_grid(SETTING_CANDIDATES)
+        configs.update((c.name, c) for c in grid_configs(study, scale, [
+            s for s in seeds if s in SETTING_SEEDS]))
     return list(configs.values())

@@ -206,3 +206,20 @@ def curves(data: pd.DataFrame, y: str, hue: str, col: str | None = None, row: st
     if start_epoch is not None:
         grid.refline(x=start_epoch + 0.5, color="0.5", ls=":")
     return grid
+
+
+def setting(points: pd.DataFrame, ap_goal: float, correlation_goal: float) -> Figure | None:
+    """The setting study: every run's AP and correlation against the CPU-minutes it took
+    (colour: candidate, marker: FCOS− or + ML + IUR), with the goals as dotted lines."""
+    if points.empty:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(WIDTH, 3.4))
+    for ax, y, goal, label in ((a, "AP", ap_goal, "AP (%)"),
+                               (b, "correlation", correlation_goal, "FCOS−'s correlation")):
+        sns.scatterplot(data=points, x="minutes", y=y, hue="scale", style="role", s=55, ax=ax,
+                        legend=ax is b)
+        ax.axhline(goal, color="0.5", ls=":", lw=1)
+        ax.set(xlabel="CPU-minutes per run (one thread)", ylabel=label)
+    b.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    return fig

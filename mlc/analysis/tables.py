@@ -45,12 +45,15 @@ def metric(record: dict | None, key: str, source: str | None = None) -> float | 
 
 def per_seed(runs: list[dict], row: dict, key: str) -> dict[int, float | None]:
     """{seed: value} of a grid row's metric over the collected runs (see report.collect): every
-    finished run of the row, None where it has no such value (e.g. no object qualified)."""
+    finished run of the row (at the row's `scale` where it names one), None where it has no
+    such value (e.g. no object qualified)."""
     out = {}
     for run in runs:
         cfg = run["config"]
-        if run["record"] is None or cfg.detector != row["detector"] or cfg.name != make_config(
-                row["detector"], cfg.scale, cfg.schedule, cfg.seed, **row["set"]).name:
+        if (run["record"] is None or cfg.detector != row["detector"]
+                or cfg.scale != row.get("scale", cfg.scale)
+                or cfg.name != make_config(row["detector"], cfg.scale, cfg.schedule, cfg.seed,
+                                           **row["set"]).name):
             continue
         out[cfg.seed] = metric(run["record"], key, row.get("source"))
     return out
@@ -250,3 +253,59 @@ def reference_points(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
                     "reference gain": f"{theirs:+.1f}%", "our gain": ours,
                     "source": ref["source"]})
     return pd.DataFrame(out).set_index("method")
+
+
+def cpu_minutes(record: dict) -> float:
+    """Minutes a run's training and evaluation took (its steps at the pace of its last call; one
+    process, one thread on the CPU scales)."""
+    run = record["run"]
+    return (run["steps_total"] * run["seconds_per_step"] + run["eval_seconds"]) / 60
+
+
+def setting_points(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """One row per finished run of the setting study: candidate scale, role (baseline or
+    method), seed, AP, correlation and CPU-minutes."""
+    rows = []
+    for row in grid:
+        for run in runs:
+            if per_seed([run], row, "AP"):
+                rows.append({"scale": row["scale"], "role": row["role"], "seed": run["config"].seed,
+                             "AP": metric(run["record"], "AP"),
+                             "correlation": metric(run["record"], "divergence.mean"),
+                             "minutes": cpu_minutes(run["record"])})
+    return pd.DataFrame(rows, columns=["scale", "role", "seed", "AP", "correlation", "minutes"])
+
+
+def setting_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """Per candidate scale: its data, minutes a run, FCOS−'s AP and correlation, ML + IUR's AP
+    gain with its paired 95% interval, and the evidence a CPU-minute buys: the gain over the
+    std of its paired per-seed values times the square root of a run's minutes (a t-statistic
+    per square root of the minutes spent, so that settings of different cost compare)."""
+    from mlc.config import SCALES
+
+    out = {}
+    for name in dict.fromkeys(r["scale"] for r in grid):
+        base = next(r for r in grid if r["scale"] == name and r["role"] == "baseline")
+        meth = next(r for r in grid if r["scale"] == name and r["role"] == "method")
+        ap_b, ap_m = per_seed(runs, base, "AP"), per_seed(runs, meth, "AP")
+        spec = SCALES[name].shapes
+        minutes = [cpu_minutes(r["record"]) for r in runs
+                   if per_seed([r], base, "AP") or per_seed([r], meth, "AP")]
+        diff = paired_difference(ap_m, ap_b)
+        paired = [ap_m[s] - ap_b[s] for s in ap_m if s in ap_b and None not in (ap_m[s], ap_b[s])]
+        merit = "n/a"
+        if len(paired) >= 2 and statistics.stdev(paired) > 0 and minutes:
+            noise = statistics.stdev(paired) * statistics.fmean(minutes) ** 0.5
+            merit = f"{statistics.fmean(paired) / noise:+.2f}"
+        out[name] = {
+            "data": f"{spec.num_train} images of {spec.image_size} px, objects {spec.min_size:g}-"
+                    f"{spec.max_size:g} px, head {spec.head_scale:g} ({spec.head_colour} colour)",
+            "min / run": mean_std(minutes, 1),
+            "FCOS− AP": mean_std(list(ap_b.values())),
+            "FCOS− correlation": mean_std(list(per_seed(runs, base, "divergence.mean").values()), 3),
+            "ML + IUR gain": format_gain(diff, _mean(ap_b.values())),
+            "gain / (sd √min)": merit,
+        }
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "candidate"
+    return table

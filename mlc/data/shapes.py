@@ -31,19 +31,19 @@ HEAD_COLOURS = ((230, 40, 40), (40, 200, 60), (50, 80, 240), (240, 220, 30), (22
 class ShapesSpec:
     """Parameters of a generated set; the defaults are the `shapes` scale."""
 
-    num_train: int = 300
+    num_train: int = 1000
     num_val: int = 200
     image_size: int = 96
     num_classes: int = 4
     min_objects: int = 1
     max_objects: int = 5
     min_size: float = 14.0
-    max_size: float = 72.0
-    head_offset: float = 0.5
-    head_scale: float = 0.32
+    max_size: float = 48.0
+    head_offset: float = 0.7  # the head's centre, from the body's centre (0) to its tip (1)
+    head_scale: float = 0.45  # the head's radius over the body's half length
     max_occlusion: float = 0.35
     distractors: int = 3
-    head_colour: str = "random"  # "class": each class's head has its own hue (legible at any stride)
+    head_colour: str = "class"  # "class": each class's head has its own hue; "random"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -163,10 +163,10 @@ def render_image(spec: ShapesSpec, split: str, index: int) -> tuple[np.ndarray, 
         shade = rng.uniform(0.6, 1.0, (size, size, 1))
         bm = _mask(size, [body])
         img[bm] = (body_colour * shade[bm])
-        head_colour = rng.uniform(0, 255, 3)  # drawn either way, so both kinds share the layout
-        if spec.head_colour == "class":
-            head_colour = np.array(HEAD_COLOURS[label]) + rng.uniform(-20, 20, 3)
-        img[_mask(size, [head])] = head_colour
+        # Both colours are drawn either way, so that both kinds of set share every other draw.
+        random_colour, jitter = rng.uniform(0, 255, 3), rng.uniform(-20, 20, 3)
+        img[_mask(size, [head])] = (np.array(HEAD_COLOURS[label]) + jitter
+                                    if spec.head_colour == "class" else random_colour)
         occupied |= m
         ys, xs = np.nonzero(m)
         x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1

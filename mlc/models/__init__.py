@@ -72,7 +72,8 @@ def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
         norm = None if sc.backbone == "resnet50" else partial(nn.GroupNorm, sc.fpn_channels // 4)
         head = RetinaNetHeadMLC(backbone.out_channels, anchors.num_anchors_per_location()[0],
                                 num_classes, norm_layer=norm, iur=cfg.iur, gamma=cfg.gamma,
-                                ml_alpha=ml_alpha, alignment=cfg.alignment)
+                                ml_alpha=ml_alpha, alignment=cfg.alignment,
+                                num_convs=sc.head_convs)
         model = RetinaNetDetector(backbone, head, anchors, settings, sc.min_size, sc.max_size)
     else:
         rpn = ProposalRPN(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
@@ -15,17 +13,12 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 def resnet50_imagenet(pretrained: bool) -> tuple[nn.Module, str]:
-    """ResNet-50 with frozen BN and ImageNet weights when they can be had; else random init.
-
-    Returns the network and how it was initialised, for the run's provenance.
-    """
+    """ResNet-50 with frozen BN, from ImageNet weights or (pretrained False) random init, and how
+    it was initialised, for the run's provenance. Missing weights raise (`mlc.runs` refuses such
+    a run before any work, naming where the file goes)."""
     if pretrained:
-        try:
-            net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V1, norm_layer=FrozenBatchNorm2d)
-            return net, "imagenet:ResNet50_Weights.IMAGENET1K_V1"
-        except Exception as err:  # no internet, no cached file: train from scratch, loudly
-            warnings.warn(f"ImageNet weights for ResNet-50 could not be loaded ({err}); "
-                          "the backbone starts from random init", stacklevel=2)
+        net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V1, norm_layer=FrozenBatchNorm2d)
+        return net, "imagenet:ResNet50_Weights.IMAGENET1K_V1"
     return resnet50(weights=None, norm_layer=FrozenBatchNorm2d), "random"
 
 

@@ -36,8 +36,12 @@ class RetinaNetHeadMLC(MLCHead, RetinaNetHead):
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int,
                  norm_layer=None, iur: bool = False, gamma: float = 1.0,
-                 ml_alpha: float | None = None, alignment: bool = False) -> None:
+                 ml_alpha: float | None = None, alignment: bool = False, num_convs: int = 4) -> None:
         super().__init__(in_channels, num_anchors, num_classes, norm_layer=norm_layer)
+        # torchvision builds four convs per tower (the paper's); a scale with narrower heads
+        # (FCOS's `head_convs`) keeps the first `num_convs` of each, as FCOS's towers do.
+        for tower in (self.classification_head, self.regression_head):
+            tower.conv = tower.conv[:num_convs]
         self.iou_pred = iou_layer(in_channels, num_anchors) if iur else None
         self.gamma, self.ml_alpha, self.alignment = gamma, ml_alpha, alignment
 
