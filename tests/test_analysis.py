@@ -185,3 +185,86 @@ def test_sweeps_dial_floors_and_curves_draw_their_intervals():
     grid = plots.curves(curves, y="loss", hue="detector", start_epoch=2)
     assert len(grid.axes.flat) == 1 and grid.legend is not None
     assert plots.curves(curves.iloc[:0], y="loss", hue="detector") is None
+
+
+def test_noise_components_by_hand(tmp_path):
+    """Seed: the std over seeds; validation set: sqrt(mean((a - b)^2)) / 2 of the halves;
+    machine: the retrained run minus the pinned one, and the std that implies."""
+    from mlc.analysis import noise
+
+    runs = [_run("fcos_minus", s, {"AP": ap, "val_halves": {"AP": halves}})
+            for s, ap, halves in ((0, 10.0, [11.0, 9.0]), (1, 12.0, [12.0, 12.0]),
+                                  (2, 14.0, [13.0, 15.0]))]
+    row = {"label": "FCOS−", "detector": "fcos_minus", "set": {}, "key": "AP"}
+    assert noise.seed_spread(runs, row, "AP") == pytest.approx(2.0)
+    assert noise.eval_set_spread(runs, row, "AP") == pytest.approx(math.sqrt((4 + 0 + 4) / 3) / 2)
+    other = tmp_path / "native" / "smoke"
+    other.mkdir(parents=True)
+    name = runs[0]["config"].name
+    (other / f"{name}.json").write_text('{"metrics": {"AP": 10.5}}')
+    assert noise.machine_differences(runs, row, "AP", tmp_path / "native") == [0.5]
+    table = noise.noise_table(runs, [row], tmp_path / "native")
+    assert table.loc["FCOS−", "other kernels − pinned"] == "+0.50"
+    assert table.loc["FCOS−", "std from the machine"] == f"{0.5 / math.sqrt(2):.2f}"
+    assert table.loc["FCOS−", "largest"] == "seed"
+
+
+def _successor_runs() -> list[dict]:
+    """FCOS−, + VFL and + ML + IUR on seeds 0-2: VFL +1 AP over the baseline at every seed,
+    ML + IUR +2 (so VFL − ML + IUR is -1)."""
+    runs = []
+    for s, base in enumerate((20.0, 22.0, 21.0)):
+        for flags, gain in (({}, 0.0), ({"vfl": True}, 1.0), ({"ml": True, "iur": True}, 2.0)):
+            m = {"AP": base + gain, "AP50": 40.0, "AP75": 20.0, "divergence": {"mean": 0.5}}
+            runs.append(_run("fcos_minus", s, m, **flags))
+    return runs
+
+
+SUCCESSOR_ROWS = [r for r in grids.SUCCESSORS if r["detector"] == "fcos_minus" and r["method"] != "TAL"]
+
+
+def test_successor_differences_against_the_baseline_and_ml_iur():
+    runs = _successor_runs()
+    keys = {"AP": "AP", "correlation": "divergence.mean"}
+    vs_base = tables.difference_table(SUCCESSOR_ROWS, runs, keys, "baseline")
+    assert vs_base.loc["FCOS− + VFL", "AP"] == "+1.0 [+1.0, +1.0]; +5% [+5, +5]"
+    assert vs_base.loc["FCOS− + VFL", "AP verdict"] == "held"
+    assert "FCOS−" not in vs_base.index  # the reference row itself
+    vs_mlc = tables.difference_table(SUCCESSOR_ROWS, runs, keys, "ML + IUR")
+    assert vs_mlc.loc["FCOS− + VFL", "AP"].startswith("-1.0 [-1.0, -1.0]")
+    assert vs_mlc.loc["FCOS− + VFL", "AP verdict"] == "contradicted"
+    values = tables.value_table(SUCCESSOR_ROWS, runs, keys)
+    assert values.loc["FCOS− + ML + IUR", "AP"] == "23.0 ± 1.0" and values.iloc[0]["seeds"] == "0,1,2"
+
+
+def test_reference_points_set_ours_beside_the_published_gain():
+    refs = tables.reference_points(SUCCESSOR_ROWS, _successor_runs())
+    mlc = refs[refs["ours on"] == "fcos_minus"].loc["ML + IUR"]
+    assert mlc["reference gain"] == f"{100 * (38.7 - 34.6) / 34.6:+.1f}%"
+    assert mlc["our gain"] == "+9.5% [+9.5, +9.5]"  # +2 over a baseline of 21
+    assert refs[refs["ours on"] == "retinanet"]["our gain"].eq("not in the grid").all()
+
+
+def test_step_cost_from_a_bench_report():
+    report = {"training": {"fcos_minus": {"baseline": 0.1, "ML+IUR": 0.104, "VFL": 0.1}}}
+    cost = tables.step_cost(SUCCESSOR_ROWS, report, {"baseline": "baseline", "VFL": "VFL",
+                                                     "ML + IUR": "ML+IUR"})
+    assert cost.loc["FCOS− + ML + IUR", "× baseline"] == "1.040"
+
+
+def test_setting_table_ranks_evidence_per_cpu_minute():
+    """Gains 2, 4, 3 over three seeds (mean 3, sd 1) at 4 minutes a run: 3 / (1 x 2) = 1.5."""
+    grid = grids.setting_grid(["smoke"])
+    timing = {"steps_total": 200, "seconds_per_step": 1.2, "eval_seconds": 0.0}  # 4 minutes
+    runs = []
+    for s, (base, gain) in enumerate(((10.0, 2.0), (11.0, 4.0), (12.0, 3.0))):
+        for flags, ap in (({}, base), ({"ml": True, "iur": True}, base + gain)):
+            run = _run("fcos_minus", s, {"AP": ap, "divergence": {"mean": 0.4}}, **flags)
+            run["record"]["run"] = timing
+            runs.append(run)
+    table = tables.setting_table(grid, runs)
+    assert table.loc["smoke", "gain / (sd √min)"] == "+1.50"
+    assert table.loc["smoke", "min / run"] == "4.0 ± 0.0"
+    points = tables.setting_points(grid, runs)
+    assert len(points) == 6 and set(points["role"]) == {"baseline", "method"}
+    assert plots.setting(points, 35.0, 0.5) is not None
