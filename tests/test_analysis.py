@@ -268,3 +268,8 @@ def test_setting_table_ranks_evidence_per_cpu_minute():
     points = tables.setting_points(grid, runs)
     assert len(points) == 6 and set(points["role"]) == {"baseline", "method"}
     assert plots.setting(points, 35.0, 0.5) is not None
+
+
+def test_no_minus_zero_in_intervals():
+    assert stats.format_interval({"mean": -0.04, "lo": -0.001, "hi": 0.3, "n": 3}) == "+0.0 [+0.0, +0.3]"
+    assert stats.format_interval({"mean": -0.06, "lo": None, "hi": None, "n": 1}) == "-0.1"

@@ -76,14 +76,19 @@ def combined(verdicts: list[str]) -> str:
     return INCONCLUSIVE
 
 
+def signed(value: float, digits: int) -> str:
+    """A value with its sign at `digits` decimals; one that rounds to zero is '+0.0', not '-0.0'."""
+    return f"{value if round(value, digits) != 0 else 0.0:+.{digits}f}"
+
+
 def format_interval(diff: dict | None, digits: int = 1, unit: str = "") -> str:
     """'+mean [lo, hi]', '+mean' with one seed, 'no data' without a pair of values."""
     if diff is None:
         return "no data"
     if diff["lo"] is None:
-        return f"{diff['mean']:+.{digits}f}{unit}"
-    return (f"{diff['mean']:+.{digits}f}{unit} [{diff['lo']:+.{digits}f}, "
-            f"{diff['hi']:+.{digits}f}]")
+        return f"{signed(diff['mean'], digits)}{unit}"
+    return (f"{signed(diff['mean'], digits)}{unit} [{signed(diff['lo'], digits)}, "
+            f"{signed(diff['hi'], digits)}]")
 
 
 def pearson(x: list[float], y: list[float]) -> dict | None:

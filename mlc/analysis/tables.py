@@ -12,7 +12,14 @@ import pandas as pd
 
 from mlc.analysis.grids import RPN
 from mlc.analysis.report import mean_std
-from mlc.analysis.stats import BANDS, format_interval, paired_difference, relative, verdict
+from mlc.analysis.stats import (
+    BANDS,
+    format_interval,
+    paired_difference,
+    relative,
+    signed,
+    verdict,
+)
 from mlc.config import make_config
 from mlc.paths import REPO_ROOT
 
@@ -94,7 +101,7 @@ def comparison_table(grid: list[dict], runs: list[dict], paper: pd.DataFrame,
             out[(name, "ours")] = mean_std(list(ours.values()), digits)
             if not paper.empty:
                 out[(name, "ours − paper")] = "–" if theirs is None or mean is None else \
-                    f"{mean - theirs:+.{digits}f}"
+                    signed(mean - theirs, digits)
             if base_row is not None:
                 same = row is base_row
                 base_ours = per_seed(runs, base_row, key)
