@@ -15,7 +15,7 @@ SEED_LIST := [$(shell seq -s ', ' 0 $$(( $(SEEDS) - 1 )))]
 # pip lists every local index it skips; those lines say nothing a user needs.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks lint clean
+.PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks kernels-native lint clean
 
 reproduce: venv data  ## generate data, train what is missing, execute notebooks, build the book
 	@start=$$(date +%s); \
@@ -72,6 +72,14 @@ smoke-notebook: venv  ## regenerate the executed smoke notebooks that nbval chec
 book-notebooks: venv  ## refresh tests/book/ after committing new results
 	rm -rf tests/book && mkdir -p tests/book
 	MLC_RUNS=$$(mktemp -d) $(PY) -m mlc notebooks --scale shapes --seeds $(SEEDS) --out tests/book
+
+# The noise study's machine part (notebooks/noise.ipynb): runs of the book retrained with the CPU's
+# own kernels instead of the pinned AVX2 ones, recorded under results/kernels-native/.
+NATIVE_RUNS := "--detector fcos_minus --seed 0" "--detector fcos_minus --seed 1" "--detector rpn --seed 0"
+kernels-native: venv  ## retrain the noise study's runs at the machine's own kernel level
+	for args in $(NATIVE_RUNS); do \
+	  MLC_CPU_KERNELS=native MLC_RESULTS=results/kernels-native MLC_RUNS=runs/kernels-native \
+	  $(PY) -m mlc train --quiet $$args || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check mlc tests tools
