@@ -273,3 +273,21 @@ def test_setting_table_ranks_evidence_per_cpu_minute():
 def test_no_minus_zero_in_intervals():
     assert stats.format_interval({"mean": -0.04, "lo": -0.001, "hi": 0.3, "n": 3}) == "+0.0 [+0.0, +0.3]"
     assert stats.format_interval({"mean": -0.06, "lo": None, "hi": None, "n": 1}) == "-0.1"
+
+
+def test_noise_in_a_gain_by_hand():
+    """Gains 2 and 4 (seed std 1.41); on the halves the gains are (3, 1) and (4, 4): the
+    validation set's std of the gain is sqrt((4 + 0) / 2) / 2."""
+    from mlc.analysis import noise
+
+    runs = [_run("fcos_minus", 0, {"AP": 10.0, "val_halves": {"AP": [10.0, 10.0]}}),
+            _run("fcos_minus", 0, {"AP": 12.0, "val_halves": {"AP": [13.0, 11.0]}}, ml=True),
+            _run("fcos_minus", 1, {"AP": 10.0, "val_halves": {"AP": [9.0, 11.0]}}),
+            _run("fcos_minus", 1, {"AP": 14.0, "val_halves": {"AP": [13.0, 15.0]}}, ml=True)]
+    base = {"label": "FCOS−", "detector": "fcos_minus", "set": {}, "key": "AP"}
+    ml = {"label": "FCOS− + ML", "detector": "fcos_minus", "set": {"ml": True}, "key": "AP"}
+    spreads = noise.gain_spreads(runs, ml, base, "AP")
+    assert spreads["seed"] == pytest.approx(math.sqrt(2))
+    assert spreads["validation set"] == pytest.approx(math.sqrt(2) / 2)
+    table = noise.gain_noise_table(runs, [(ml, base)])
+    assert table.loc["FCOS− + ML − FCOS−", "std of the gain over seeds"] == "1.41"

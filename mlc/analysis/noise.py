@@ -27,13 +27,47 @@ def seed_spread(runs: list[dict], row: dict, key: str) -> float | None:
 def eval_set_spread(runs: list[dict], row: dict, key: str) -> float | None:
     """The std a finite validation set puts into a row's headline metric: the root of the mean
     squared difference between the two halves' values, over 2 (None without halves)."""
-    diffs = []
+    diffs = [a - b for a, b in _halves(runs, row, key).values()]
+    return math.sqrt(statistics.fmean(d * d for d in diffs)) / 2 if diffs else None
+
+
+def _halves(runs: list[dict], row: dict, key: str) -> dict[int, list[float]]:
+    """{seed: [value on the even half, on the odd half]} of a row's runs that have both."""
+    out = {}
     for run in runs:
         if per_seed([run], row, key):
             halves = metric(run["record"], f"val_halves.{key}")
             if halves and None not in halves:
-                diffs.append(halves[0] - halves[1])
-    return math.sqrt(statistics.fmean(d * d for d in diffs)) / 2 if diffs else None
+                out[run["config"].seed] = halves
+    return out
+
+
+def gain_spreads(runs: list[dict], row: dict, base: dict, key: str) -> dict[str, float | None]:
+    """The noise in a method's paired gain over its baseline: the std of the per-seed gains
+    (seed) and the validation set's share, from the gain on each half (root mean squared
+    difference of the two halves' gains, over 2)."""
+    ours, theirs = per_seed(runs, row, key), per_seed(runs, base, key)
+    gains = [ours[s] - theirs[s] for s in ours if s in theirs and None not in (ours[s], theirs[s])]
+    h_ours, h_theirs = _halves(runs, row, key), _halves(runs, base, key)
+    diffs = [(h_ours[s][0] - h_theirs[s][0]) - (h_ours[s][1] - h_theirs[s][1])
+             for s in h_ours if s in h_theirs]
+    return {"seed": statistics.stdev(gains) if len(gains) >= 2 else None,
+            "validation set": math.sqrt(statistics.fmean(d * d for d in diffs)) / 2 if diffs
+            else None}
+
+
+def gain_noise_table(runs: list[dict], pairs: list[tuple[dict, dict]]) -> pd.DataFrame:
+    """Per (method row, baseline row): the std of the paired gain over seeds and the validation
+    set's share of it (rows carry their headline `key`)."""
+    out = {}
+    for row, base in pairs:
+        spreads = gain_spreads(runs, row, base, row["key"])
+        out[f"{row['label']} − {base['label']}"] = {
+            "metric": row["key"], "std of the gain over seeds": _fmt(spreads["seed"]),
+            "std of the gain from the validation set": _fmt(spreads["validation set"])}
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "gain"
+    return table
 
 
 def machine_differences(runs: list[dict], row: dict, key: str, other_root: Path) -> list[float]:
