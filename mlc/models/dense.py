@@ -223,8 +223,9 @@ class MLCHead:
         return losses
 
     def classification_loss(self, cls_logits: Tensor, t: DenseTargets) -> Tensor:
-        """The focal loss on hard labels, or on `t.cls_target`'s soft ones VFL (VFL's IoU) or
-        the quality focal loss (TAL's alignment), weighted, per positive over the global batch."""
+        """The focal loss on hard labels; on the soft ones of `t.cls_target`, VFL (the IoU) or
+        the quality focal loss (TAL's alignment metric); weighted, per positive over the global
+        batch."""
         if t.cls_target is None:
             return focal_classification_loss(cls_logits, t)
         valid = t.cls_pos | t.cls_neg
