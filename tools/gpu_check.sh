@@ -7,6 +7,7 @@
 # Figures and logs go to $OUT (default: gpu-check/).
 #   bash tools/gpu_check.sh            # optional wheels to install first: .whl/*.whl
 #   CHECKS="otsu bench" BENCH_PARTS="training inference otsu" bash tools/gpu_check.sh
+#   CHECKS=e2e E2E_SET="vfl=true" bash tools/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
@@ -67,7 +68,9 @@ for s in train val; do
   ln -sfn "$gen/$s" "$MLC_DATA/coco/${s}2017"
   ln -sf "$gen/annotations/instances_$s.json" "$MLC_DATA/coco/annotations/instances_${s}2017.json"
 done
-run=(--detector fcos_minus --scale coco --quiet --set ml=true --set iur=true --set pretrained=false
+sets=()  # the variant trained end to end: E2E_SET="tal=true" for TAL, say
+for kv in ${E2E_SET:-ml=true iur=true}; do sets+=(--set "$kv"); done
+run=(--detector fcos_minus --scale coco --quiet "${sets[@]}" --set pretrained=false
      --set epochs=3 --set 'lr_steps=[2]' --set mlc_start_epoch=1 --set warmup_iters=4)
 timeout 150 torchrun --standalone --nproc_per_node 1 -m mlc train "${run[@]}" --stop-after-epoch 1 \
   2>&1 | tee "$OUT/e2e.log"
