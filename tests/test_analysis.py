@@ -207,6 +207,10 @@ def test_noise_components_by_hand(tmp_path):
     assert table.loc["FCOS−", "other kernels − pinned"] == "+0.50"
     assert table.loc["FCOS−", "std from the machine"] == f"{0.5 / math.sqrt(2):.2f}"
     assert table.loc["FCOS−", "largest"] == "seed"
+    # another thread count is not the machine's difference: refused, naming the file
+    (other / f"{name}.json").write_text('{"metrics": {"AP": 10.5}, "provenance": {"threads": 2}}')
+    with pytest.raises(ValueError, match=f"{name}.json was trained with 2 thread"):
+        noise.machine_differences(runs, row, "AP", tmp_path / "native")
 
 
 def _successor_runs() -> list[dict]:

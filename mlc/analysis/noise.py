@@ -72,7 +72,8 @@ def gain_noise_table(runs: list[dict], pairs: list[tuple[dict, dict]]) -> pd.Dat
 
 def machine_differences(runs: list[dict], row: dict, key: str, other_root: Path) -> list[float]:
     """Per seed of a row that was also trained with other kernels (its record under
-    `other_root`/<scale>/<run name>.json): that run's value minus the pinned run's."""
+    `other_root`/<scale>/<run name>.json): that run's value minus the pinned run's. Both must
+    have been trained with the same thread count."""
     out = []
     for run in runs:
         if not per_seed([run], row, key):
@@ -80,8 +81,13 @@ def machine_differences(runs: list[dict], row: dict, key: str, other_root: Path)
         cfg = run["config"]
         path = Path(other_root) / cfg.scale / f"{cfg.name}.json"
         if path.exists():
-            other = metric(json.loads(path.read_text()), key)
-            out.append(other - metric(run["record"], key))
+            record = json.loads(path.read_text())
+            threads = (record.get("provenance", {}).get("threads"),
+                       run["record"].get("provenance", {}).get("threads"))
+            if threads[0] != threads[1]:
+                raise ValueError(f"{path} was trained with {threads[0]} thread(s), the pinned run "
+                                 f"with {threads[1]}: their difference is not the kernels' alone")
+            out.append(metric(record, key) - metric(run["record"], key))
     return out
 
 
