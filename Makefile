@@ -76,7 +76,9 @@ book-notebooks: venv  ## refresh tests/book/ after committing new results
 # The noise study's machine part (notebooks/noise.ipynb): runs of the book retrained with the CPU's
 # own kernels instead of the pinned AVX2 ones, recorded under results/kernels-native/; one thread
 # each, as `mlc runs` trains the committed ones on a CPU.
-NATIVE_RUNS := "--detector fcos_minus --seed 0" "--detector fcos_minus --seed 1" "--detector rpn --seed 0"
+NATIVE_RUNS := "--detector fcos_minus --seed 0" "--detector fcos_minus --seed 1" "--detector rpn --seed 0" \
+  "--detector fcos_minus --seed 0 --set ml=true --set iur=true" \
+  "--detector fcos_minus --seed 1 --set ml=true --set iur=true"
 kernels-native: venv  ## retrain the noise study's runs at the machine's own kernel level
 	for args in $(NATIVE_RUNS); do \
 	  OMP_NUM_THREADS=1 MLC_CPU_KERNELS=native MLC_RESULTS=results/kernels-native MLC_RUNS=runs/kernels-native \
