@@ -295,3 +295,28 @@ def test_noise_in_a_gain_by_hand():
     assert spreads["validation set"] == pytest.approx(math.sqrt(2) / 2)
     table = noise.gain_noise_table(runs, [(ml, base)])
     assert table.loc["FCOS− + ML − FCOS−", "std of the gain over seeds"] == "1.41"
+    assert "gain at other kernels − pinned gain" not in table.columns  # no other kernels asked
+
+
+def test_noise_in_a_gain_from_the_machine(tmp_path):
+    """Seed 0 retrained with other kernels: base 10 -> 7, ML 12 -> 10, so the gain 2 -> 3 (+1);
+    seed 1 has only its baseline retrained and gives no pair."""
+    from mlc.analysis import noise
+
+    runs = [_run("fcos_minus", 0, {"AP": 10.0}), _run("fcos_minus", 0, {"AP": 12.0}, ml=True),
+            _run("fcos_minus", 1, {"AP": 10.0}), _run("fcos_minus", 1, {"AP": 14.0}, ml=True)]
+    other = tmp_path / "native" / "smoke"
+    other.mkdir(parents=True)
+    for run, ap in zip(runs[:3], (7.0, 10.0, 9.0)):
+        (other / f"{run['config'].name}.json").write_text(f'{{"metrics": {{"AP": {ap}}}}}')
+    base = {"label": "FCOS−", "detector": "fcos_minus", "set": {}, "key": "AP"}
+    ml = {"label": "FCOS− + ML", "detector": "fcos_minus", "set": {"ml": True}, "key": "AP"}
+    assert noise.machine_differences(runs, base, "AP", tmp_path / "native") == [-3.0, -1.0]
+    table = noise.gain_noise_table(runs, [(ml, base), (base, ml)], tmp_path / "native")
+    assert table.loc["FCOS− + ML − FCOS−", "gain at other kernels − pinned gain"] == "+1.00"
+    assert table.loc["FCOS− − FCOS− + ML", "gain at other kernels − pinned gain"] == "-1.00"
+    assert table.loc["FCOS− + ML − FCOS−", "std of the gain from the machine"] == \
+        f"{1 / math.sqrt(2):.2f}"
+    summary = noise.machine_summary(runs, ml, base, tmp_path / "native")
+    assert "(seeds 0), FCOS− moved by -3.0 AP" in summary and "over it by +1.0" in summary
+    assert "levels compare only at one kernel level" in summary

@@ -56,25 +56,71 @@ def gain_spreads(runs: list[dict], row: dict, base: dict, key: str) -> dict[str,
             else None}
 
 
-def gain_noise_table(runs: list[dict], pairs: list[tuple[dict, dict]]) -> pd.DataFrame:
-    """Per (method row, baseline row): the std of the paired gain over seeds and the validation
-    set's share of it (rows carry their headline `key`)."""
+def gain_noise_table(runs: list[dict], pairs: list[tuple[dict, dict]],
+                     other_root: Path | None = None) -> pd.DataFrame:
+    """Per (method row, baseline row): the std of the paired gain over seeds, the validation
+    set's share of it and, where both rows were also retrained with other kernels (under
+    `other_root`), each seed's gain there minus its pinned gain (rows carry their `key`)."""
     out = {}
     for row, base in pairs:
-        spreads = gain_spreads(runs, row, base, row["key"])
-        out[f"{row['label']} − {base['label']}"] = {
-            "metric": row["key"], "std of the gain over seeds": _fmt(spreads["seed"]),
-            "std of the gain from the validation set": _fmt(spreads["validation set"])}
+        key = row["key"]
+        spreads = gain_spreads(runs, row, base, key)
+        entry = {"metric": key, "std of the gain over seeds": _fmt(spreads["seed"]),
+                 "std of the gain from the validation set": _fmt(spreads["validation set"])}
+        if other_root is not None:
+            machine = machine_gain_differences(runs, row, base, key, other_root)
+            entry["gain at other kernels − pinned gain"] = (
+                ", ".join(f"{d:+.2f}" for d in machine) or "not run")
+            entry["std of the gain from the machine"] = _fmt(
+                math.sqrt(statistics.fmean(d * d for d in machine) / 2) if machine else None)
+        out[f"{row['label']} − {base['label']}"] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "gain"
     return table
+
+
+def machine_gain_differences(runs: list[dict], row: dict, base: dict, key: str,
+                             other_root: Path) -> list[float]:
+    """Per seed where both rows were retrained with other kernels: the gain of `row` over
+    `base` there minus the pinned gain."""
+    ours, theirs = (_machine_pairs(runs, r, key, other_root) for r in (row, base))
+    return [(ours[s][0] - theirs[s][0]) - (ours[s][1] - theirs[s][1])
+            for s in sorted(ours) if s in theirs]
+
+
+def machine_summary(runs: list[dict], row: dict, base: dict, other_root: Path) -> str:
+    """One sentence for the page: how far other kernels moved the baseline's level and how far
+    the paired gain over it, over the seeds where both were retrained."""
+    key = row["key"]
+    gains = machine_gain_differences(runs, row, base, key, other_root)
+    if not gains:
+        return f"No seed of {row['label']} and {base['label']} was retrained with other kernels."
+    pairs = _machine_pairs(runs, base, key, other_root)
+    seeds = [s for s in sorted(pairs) if s in _machine_pairs(runs, row, key, other_root)]
+    level = [pairs[s][0] - pairs[s][1] for s in seeds]
+    moved_more = statistics.fmean(map(abs, level)) > statistics.fmean(map(abs, gains))
+    return (f"Retrained with the machine's own kernels (seeds {', '.join(map(str, seeds))}), "
+            f"{base['label']} moved by {', '.join(f'{d:+.1f}' for d in level)} {key} and the "
+            f"gain of {row['label']} over it by {', '.join(f'{d:+.1f}' for d in gains)}. "
+            + ("The kernel level moves a run's level more than the paired gain: levels compare "
+               "only at one kernel level, gains across them." if moved_more else
+               "The kernel level moves the paired gain at least as much as the level: gains "
+               "measured at different kernel levels do not compare."))
 
 
 def machine_differences(runs: list[dict], row: dict, key: str, other_root: Path) -> list[float]:
     """Per seed of a row that was also trained with other kernels (its record under
     `other_root`/<scale>/<run name>.json): that run's value minus the pinned run's. Both must
     have been trained with the same thread count."""
-    out = []
+    pairs = _machine_pairs(runs, row, key, other_root)
+    return [other - pinned for other, pinned in (pairs[s] for s in sorted(pairs))]
+
+
+def _machine_pairs(runs: list[dict], row: dict, key: str,
+                   other_root: Path) -> dict[int, tuple[float, float]]:
+    """{seed: (value with other kernels, pinned value)} of a row's runs retrained under
+    `other_root`; refuses a pair trained with different thread counts, naming the file."""
+    out = {}
     for run in runs:
         if not per_seed([run], row, key):
             continue
@@ -87,7 +133,7 @@ def machine_differences(runs: list[dict], row: dict, key: str, other_root: Path)
             if threads[0] != threads[1]:
                 raise ValueError(f"{path} was trained with {threads[0]} thread(s), the pinned run "
                                  f"with {threads[1]}: their difference is not the kernels' alone")
-            out.append(metric(record, key) - metric(run["record"], key))
+            out[cfg.seed] = (metric(record, key), metric(run["record"], key))
     return out
 
 
