@@ -14,16 +14,18 @@ from mlc.util import cpu
 cpu.pin()  # before any test module imports torch; subprocesses and kernels inherit it
 
 # Set before any kernel (nbval) or subprocess starts, so that nothing writes into the repo. The
-# committed shapes results are seen read-only through a link, for the book's notebooks in
-# tests/book/ (nbval re-executes them against those results; they never train).
+# committed results of the shapes scales (the book's, and the setting study's candidates) are
+# seen read-only through links, for the book's notebooks in tests/book/ (nbval re-executes them
+# against those results; they never train).
 _TMP = Path(tempfile.mkdtemp(prefix="mlc-tests-"))
 os.environ.setdefault("MLC_RUNS", str(_TMP / "runs"))
 os.environ.setdefault("MLC_DATA", str(_TMP / "data"))
 os.environ.setdefault("MLC_RESULTS", str(_TMP / "results"))
-_COMMITTED = Path(__file__).resolve().parents[1] / "results" / "shapes"
-if _COMMITTED.is_dir() and not (Path(os.environ["MLC_RESULTS"]) / "shapes").exists():
-    (Path(os.environ["MLC_RESULTS"])).mkdir(parents=True, exist_ok=True)
-    (Path(os.environ["MLC_RESULTS"]) / "shapes").symlink_to(_COMMITTED, target_is_directory=True)
+for _committed in sorted((Path(__file__).resolve().parents[1] / "results").glob("shapes*")):
+    _link = Path(os.environ["MLC_RESULTS"]) / _committed.name
+    if _committed.is_dir() and not _link.exists():
+        _link.parent.mkdir(parents=True, exist_ok=True)
+        _link.symlink_to(_committed, target_is_directory=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,13 +31,14 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "shapes"
 
 
 def cheapest_committed() -> dict | None:
-    """The committed record of this code version that took the least time to train and
-    evaluate (None if there is none)."""
+    """The committed record of this code version that takes the least time to train and
+    evaluate, from its whole schedule's step time (a resumed run's own call can be short; None
+    if there is none)."""
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     current = [r for r in records if r["provenance"]["code_version"] == code_version()
                and "threads" in r["provenance"]]
-    return min(current, key=lambda r: r["run"]["train_seconds_this_call"] + r["run"]["eval_seconds"],
-               default=None)
+    return min(current, key=lambda r: r["run"]["seconds_per_step"] * r["run"]["steps_total"]
+               + r["run"]["eval_seconds"], default=None)
 
 
 def start_retraining(root: Path) -> dict:
