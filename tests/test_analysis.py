@@ -5,6 +5,7 @@ seaborn figures."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import matplotlib
 import pandas as pd
@@ -55,6 +56,20 @@ def test_the_interval_is_scipys_paired_t_for_many_seeds():
 ])
 def test_four_verdicts_say_what_the_interval_says(diff, band, expected):
     assert stats.verdict(diff, band) == expected
+
+
+def test_seeds_to_decide_from_the_mean_and_spread():
+    """Gains 2, -1, 1 (mean 2/3, sd 1.53): the half-width t(0.975, m-1) * 1.53 / sqrt(m) falls
+    below 2/3 first at m = 23; a decided interval needs no more seeds than it has."""
+    a, b = {0: 12.0, 1: 10.0, 2: 13.0}, {0: 10.0, 1: 11.0, 2: 12.0}
+    d = stats.paired_difference(a, b)
+    sd = statistics.stdev([2.0, -1.0, 1.0])
+    expected = next(m for m in range(3, 100)
+                    if scipy_stats.t.ppf(0.975, m - 1) * sd / math.sqrt(m) < 2 / 3)
+    assert stats.seeds_to_decide(d, 0.5) == expected == 23
+    assert stats.seeds_to_decide({"mean": 1.0, "lo": 0.2, "hi": 1.8, "n": 3}, 0.5) == 3
+    assert stats.seeds_to_decide({"mean": 0.0, "lo": -3.0, "hi": 3.0, "n": 3}, 0.5, most=10) is None
+    assert stats.seeds_to_decide({"mean": 0.5, "lo": None, "hi": None, "n": 1}, 0.5) is None
 
 
 @pytest.mark.parametrize("parts, expected", [
@@ -118,6 +133,8 @@ def test_claim_1_takes_every_verdict(ml_ap, expected):
     card = claims.scorecard(_claim1_runs(ml_ap, [10.0, 11.0, 12.0]), [])
     assert card.iloc[0]["verdict"] == expected
     assert "AP ML − alignment" in card.iloc[0]["evidence"] and "(held)" in card.iloc[0]["evidence"]
+    if expected == "inconclusive":  # gains 2, -1, 1: see test_seeds_to_decide_from_the_mean_and_spread
+        assert "(inconclusive; 23 seeds would decide it)" in card.iloc[0]["evidence"]
 
 
 def test_scorecard_with_one_seed_is_inconclusive_and_says_what_is_missing():

@@ -11,11 +11,13 @@ from mlc.analysis.grids import FCOS_MINUS, RETINANET, RPN
 from mlc.analysis.stats import (
     BANDS,
     HELD,
+    INCONCLUSIVE,
     NO_EFFECT,
     combined,
     format_interval,
     paired_difference,
     pearson,
+    seeds_to_decide,
     verdict,
 )
 from mlc.analysis.tables import method_points, per_seed
@@ -41,9 +43,14 @@ def _gap(runs: list[dict], a: dict, b: dict, key_a: str, key_b: str) -> dict | N
 
 
 def _part(name: str, diff: dict | None, band: float = POINTS) -> tuple[str, str]:
-    """(evidence text, verdict) of one part of a claim."""
+    """(evidence text, verdict) of one part of a claim; an inconclusive part says how many
+    seeds its mean and spread would need to decide."""
     v = verdict(diff, band)
-    return f"{name} {format_interval(diff, 2 if band == CORRELATION else 1)} ({v})", v
+    note = ""
+    if v == INCONCLUSIVE:
+        needed = seeds_to_decide(diff, band)
+        note = f"; {needed} seeds would decide it" if needed else "; over 100 seeds to decide"
+    return f"{name} {format_interval(diff, 2 if band == CORRELATION else 1)} ({v}{note})", v
 
 
 def _claim(title: str, parts: list[tuple[str, str]], v: str | None = None) -> tuple[str, str, str]:

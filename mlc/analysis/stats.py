@@ -62,6 +62,21 @@ def verdict(diff: dict | None, band: float) -> str:
     return INCONCLUSIVE
 
 
+def seeds_to_decide(diff: dict | None, band: float, most: int = 100) -> int | None:
+    """How many paired seeds an interval of this mean and per-seed spread would need to decide
+    (clear 0, or lie within ±band): a planning figure, not a prediction, since the next seeds'
+    mean and spread will differ. None without an interval or beyond `most` seeds."""
+    if diff is None or diff["lo"] is None:
+        return None
+    n = diff["n"]
+    sd = (diff["hi"] - diff["lo"]) / 2 * n ** 0.5 / stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)
+    for m in range(n, most + 1):
+        half = stats.t.ppf((1 + CONFIDENCE) / 2, m - 1) * sd / m ** 0.5
+        if abs(diff["mean"]) > half or abs(diff["mean"]) + half <= band:
+            return m
+    return None
+
+
 def combined(verdicts: list[str]) -> str:
     """The verdict of a claim made of parts: held when every part is, contradicted when any
     part is, no effect when every part is held or no effect, else inconclusive."""
