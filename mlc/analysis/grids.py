@@ -50,6 +50,32 @@ SUCCESSORS = [{"label": f"{name}{suffix}", "detector": det, "set": flags, "metho
                                             (" + TAL", {"tal": True}, "TAL"),
                                             (" + ML + IUR", {"ml": True, "iur": True}, "ML + IUR"))]
 
+# The paired parts of the claims that the noise study re-scores on held-out validation images
+# (mlc.heldout): [label, method row, baseline row, metric], rows as {detector, set}.
+_ROW = {name: {"detector": det, "set": flags} for name, det, flags in (
+    ("FCOS−", FCOS_MINUS, {}), ("FCOS− + alignment", FCOS_MINUS, {"alignment": True}),
+    ("FCOS− + ML", FCOS_MINUS, {"ml": True}), ("FCOS− + IUR", FCOS_MINUS, {"iur": True}),
+    ("FCOS− + ML + IUR", FCOS_MINUS, {"ml": True, "iur": True}), ("FCOS", "fcos", {}),
+    ("RetinaNet + ML", RETINANET, {"ml": True}), ("RetinaNet + IUR", RETINANET, {"iur": True}),
+    ("RetinaNet + ML + IUR", RETINANET, {"ml": True, "iur": True}), ("RPN", RPN, {}),
+    ("RPN + ML", RPN, {"ml": True}), ("RPN + IUR", RPN, {"iur": True}))}
+HELDOUT_PARTS = [[f"{where}: {a} − {b}", _ROW[a], _ROW[b], key] for where, a, b, key in (
+    ("Table 3", "FCOS− + ML + IUR", "FCOS−", "AP"),
+    ("claim 1", "FCOS− + ML", "FCOS− + alignment", "AP"),
+    ("claim 1", "FCOS− + ML", "FCOS− + alignment", "divergence.mean"),
+    ("claim 2", "FCOS− + IUR", "FCOS", "AP"), ("claim 2", "FCOS− + IUR", "FCOS", "divergence.mean"),
+    ("claim 4", "FCOS− + ML + IUR", "FCOS− + ML", "AP"), ("claim 4", "FCOS− + ML + IUR", "FCOS− + IUR", "AP"),
+    ("claim 4", "RetinaNet + ML + IUR", "RetinaNet + ML", "AP"),
+    ("claim 4", "RetinaNet + ML + IUR", "RetinaNet + IUR", "AP"),
+    ("claim 5", "RPN + ML", "RPN", "AR100"), ("claim 5", "RPN + IUR", "RPN", "AR100"))]
+
+
+def heldout_configs(parts: list, scale: str, seeds: Iterable[int]) -> list[RunConfig]:
+    """The distinct runs a list of HELDOUT_PARTS-like parts compares."""
+    rows = [row for part in parts for row in part[1:3]]
+    return grid_configs(rows, scale, seeds)
+
+
 # The setting study ("Choosing the shapes setting"): candidate scales, the chosen one last, each
 # with FCOS− and FCOS− + ML + IUR on seeds 0 and 1 (seeds the book trains anyway, where it does).
 SETTING_CANDIDATES = ["shapes-v1", "shapes-600", "shapes"]
