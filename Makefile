@@ -15,7 +15,7 @@ SEED_LIST := [$(shell seq -s ', ' 0 $$(( $(SEEDS) - 1 )))]
 # pip lists every local index it skips; those lines say nothing a user needs.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks kernels-native heldout lint clean
+.PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks kernels-native lint clean
 
 reproduce: venv data  ## generate data, train what is missing, execute notebooks, build the book
 	@start=$$(date +%s); \
@@ -83,14 +83,6 @@ kernels-native: venv  ## retrain the noise study's runs at the machine's own ker
 	for args in $(NATIVE_RUNS); do \
 	  OMP_NUM_THREADS=1 MLC_CPU_KERNELS=native MLC_RESULTS=results/kernels-native MLC_RUNS=runs/kernels-native \
 	  $(PY) -m mlc train --quiet $$args || exit 1; done
-
-# The noise study's validation-set part: the checkpoints of the runs the claims compare, scored on
-# 1000 generated validation images beyond the book's 200 (results/heldout1000/; never trains, so
-# the runs must be trained and their checkpoints in runs/). Two workers: RPN apart from the rest.
-heldout: venv  ## score the noise study's runs on 1000 held-out validation images
-	$(PY) -m mlc heldout --scale $(SCALE) --seeds $(SEEDS) --detectors rpn & \
-	$(PY) -m mlc heldout --scale $(SCALE) --seeds $(SEEDS) --detectors fcos fcos_minus retinanet; \
-	wait $$!
 
 lint: venv
 	$(VENV)/bin/ruff check mlc tests tools

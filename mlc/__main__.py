@@ -106,23 +106,6 @@ def _runs(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-def _heldout(args: argparse.Namespace) -> None:
-    import torch
-
-    from mlc.analysis.grids import HELDOUT_PARTS, heldout_configs
-    from mlc.heldout import CheckpointMismatch, score_runs
-
-    if args.device != "cuda":
-        cpu.check()
-        torch.set_num_threads(1)  # as the records' own evaluation, so the book's images match
-    configs = [c for c in heldout_configs(HELDOUT_PARTS, args.scale, range(args.seeds))
-               if c.detector in args.detectors]
-    try:
-        score_runs(configs, args.images, torch.device(args.device or "cpu"))
-    except CheckpointMismatch as err:
-        raise SystemExit(f"error: {err}") from None
-
-
 def _notebooks(args: argparse.Namespace) -> None:
     from mlc.notebooks import execute_all
 
@@ -217,19 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngpus", type=int, default=0, help="GPUs per run (torchrun); 0: CPU workers")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     p.set_defaults(func=_runs)
-
-    p = sub.add_parser("heldout", help="score finished runs on validation images beyond the book's",
-                       description="Score the checkpoints of the runs the noise study compares "
-                       "(mlc.analysis.grids.HELDOUT_PARTS) on the book's validation images and "
-                       "IMAGES more from the same generator; writes results/heldout<IMAGES>/. "
-                       "Never trains: each run's record and checkpoint must exist.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--scale", default="shapes", choices=["smoke", "shapes"])
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..n-1")
-    p.add_argument("--images", type=int, default=1000, help="held-out images beyond the book's")
-    p.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu")
-    p.set_defaults(func=_heldout)
 
     p = sub.add_parser("notebooks", help="execute the notebooks into the book with papermill",
                        description="Execute notebooks/*.ipynb with papermill into the book's "

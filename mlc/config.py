@@ -65,7 +65,7 @@ SCALES = {
                                      min_size=12, max_size=40, distractors=1)),
     "shapes": Scale(data="shapes", backbone="tiny", fpn_channels=32, head_convs=2, min_size=96,
                     max_size=96, batch_size=8, schedule="ablation", warmup_iters=50,
-                    shapes=ShapesSpec(), lr_multiplier=4.0),
+                    shapes=ShapesSpec(num_val=1200), lr_multiplier=4.0),
     # The setting study's other candidates (the book's page "Choosing the shapes setting"): the
     # set the book ran on before (heads of random colour, 0.32 of the body, objects up to 72 px,
     # 300 images), and the chosen set with 600 images.
@@ -161,12 +161,17 @@ class RunConfig:
 
     def short_hash(self) -> str:
         """Eight hex digits of the canonical JSON of the config, of its scale (data set,
-        backbone, image size) and of the code version: the run's identity, so editing a scale
-        or the code that trains and evaluates retrains its runs."""
+        backbone, image size) and of the training code's version: the run's identity, so
+        editing a scale or the code that trains retrains its runs. The validation set's size
+        and the evaluation code are not in it: they only change how a trained run is scored
+        (its record's evaluation identity, mlc.runs)."""
         from mlc.version import code_version
 
-        blob = json.dumps({**self.to_json(), "scale_spec": asdict(self.scale_spec),
-                           "code_version": code_version()}, sort_keys=True, default=str)
+        spec = asdict(self.scale_spec)
+        if spec["shapes"] is not None:
+            del spec["shapes"]["num_val"]
+        blob = json.dumps({**self.to_json(), "scale_spec": spec, "code_version": code_version()},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
     @property

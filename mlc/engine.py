@@ -211,14 +211,39 @@ def train(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = N
             log.close()
     if end_epoch < cfg.epochs:
         return {"stopped_after_epoch": end_epoch}
-    t0 = time.perf_counter()
-    metrics = evaluate(model, val_set, dev, batch_size=max(1, cfg.batch_size // dist.world_size),
-                       rank=dist.rank, world_size=dist.world_size,
-                       iou_nms=cfg.iur and cfg.detector in DENSE)
-    return {"metrics": metrics, "model": info, "world_size": dist.world_size,
+    scored = score(cfg, model, val_set, dist)
+    return {"metrics": scored.pop("metrics"), "model": info, "world_size": dist.world_size,
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "train_seconds_this_call": round(t_train, 2), "steps_this_call": steps_run,
             "seconds_per_step": round(t_train / steps_run, 4) if steps_run else None,
             "steps_per_second": round(steps_run / t_train, 3) if steps_run else None,
-            "eval_seconds": round(time.perf_counter() - t0, 2), "steps_total": step,
-            "train_images": len(train_set), "val_images": len(val_set)}
+            "steps_total": step, "train_images": len(train_set), **scored}
+
+
+def score(cfg: RunConfig, model: nn.Module, val_set, dist: distributed.DistInfo) -> dict:
+    """The trained model's metrics on the validation set (None on ranks other than 0), with
+    IoU-NMS's AP for IUR models, and the time it took: {metrics, eval_seconds, val_images}."""
+    t0 = time.perf_counter()
+    metrics = evaluate(model, val_set, dist.device, batch_size=max(1, cfg.batch_size // dist.world_size),
+                       rank=dist.rank, world_size=dist.world_size,
+                       iou_nms=cfg.iur and cfg.detector in DENSE)
+    return {"metrics": metrics, "eval_seconds": round(time.perf_counter() - t0, 2),
+            "val_images": len(val_set)}
+
+
+def evaluate_run(cfg: RunConfig, run_dir: Path, data_root: Path, device: str | None = None) -> dict:
+    """Score a finished run again from its checkpoint, as `train` scores it at its end: for a
+    record made by other evaluation code or on another validation set. Never trains."""
+    dist = distributed.setup(device)
+    if dist.is_main:
+        splits(cfg.scale, data_root, cfg.head_offset)
+    distributed.barrier()
+    _, val_set = datasets(cfg.scale, data_root, cfg.seed, cfg.head_offset)
+    path = Path(run_dir) / "checkpoint.pt"
+    state = load_checkpoint(path, cfg)
+    if state["epoch"] != cfg.epochs:
+        raise ValueError(f"{path} holds epoch {state['epoch']} of {cfg.epochs}: the run has not "
+                         "finished, so there is nothing to score")
+    model, _ = build_detector(cfg, val_set.num_classes)
+    model.load_state_dict(state["model"])
+    return score(cfg, model.to(dist.device), val_set, dist)

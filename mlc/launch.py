@@ -1,7 +1,8 @@
 """Train many runs: on a CPU, several single-threaded worker processes at once (one run each, a
 better use of a few cores than one run on all of them); on GPUs, one run after another, each
-through `torchrun` on every GPU. Runs already finished are read, not trained; each run's time
-and the total are printed.
+through `torchrun` on every GPU. Runs already finished are read, not trained (a record scored by
+other evaluation code is scored again from its checkpoint); each run's time and the total are
+printed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import time
 
 from mlc.config import RunConfig, make_config
-from mlc.runs import load_record
+from mlc.runs import load_record, scored_now
 
 
 def cli_args(cfg: RunConfig) -> list[str]:
@@ -37,7 +38,8 @@ def _train_one(job: tuple[RunConfig, int, str | None]) -> tuple[str, float, str]
     t0 = time.perf_counter()
     try:
         record = get_or_train(cfg, device=device, progress=False)
-        outcome = "trained" if record and record.get("trained_now") else "read"
+        outcome = ("trained" if record and record.get("trained_now") else
+                   "scored again" if record and record.get("scored_again") else "read")
     except Exception as err:  # reported with the run's name; the other runs go on
         outcome = f"failed: {type(err).__name__}: {err}"
     return cfg.name, time.perf_counter() - t0, outcome
@@ -45,17 +47,18 @@ def _train_one(job: tuple[RunConfig, int, str | None]) -> tuple[str, float, str]
 
 def train_missing(configs: list[RunConfig], workers: int = 1, ngpus: int = 0,
                   device: str | None = None) -> list[tuple[str, float, str]]:
-    """Train every config that has no record yet, seed by seed; returns (name, seconds,
-    outcome) per run.
+    """Train every config that has no record yet (or score it again, see mlc.runs), seed by
+    seed; returns (name, seconds, outcome) per run.
 
     `ngpus` > 0: each run through `torchrun --nproc_per_node ngpus`, one after another;
     else `workers` processes with cores // workers threads each.
     """
     # Seed by seed, so that a stopped `make reproduce` leaves whole seeds behind it.
-    todo = sorted({c.name: c for c in configs if load_record(c) is None}.values(),
+    todo = sorted({c.name: c for c in configs
+                   if (record := load_record(c)) is None or not scored_now(record, c)}.values(),
                   key=lambda c: c.seed)
     print(f"{len(configs)} runs asked for, {len(configs) - len(todo)} finished, "
-          f"{len(todo)} to train" + (f" on {ngpus} GPU(s)" if ngpus else
+          f"{len(todo)} to train or score again" + (f" on {ngpus} GPU(s)" if ngpus else
                                      f" in {min(workers, max(len(todo), 1))} worker(s)"), flush=True)
     start, done = time.perf_counter(), []
     if ngpus:

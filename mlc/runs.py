@@ -3,6 +3,10 @@ provenance and metrics; `results/<scale>/<detector>-<hash>.json` is its small co
 (config, metrics, timing, provenance, per-epoch losses). A run whose record exists in either
 place is read, never trained again. Records are written last and atomically, so a record's
 presence means the run finished.
+
+The hash names what was trained; a record also carries its evaluation identity (the evaluation
+code's version and the validation set). A record of another evaluation identity is scored again
+from the run's checkpoint, or retrained where the checkpoint is not there.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
@@ -25,14 +30,15 @@ import torch
 
 from mlc import paths
 from mlc.config import ConfigError, RunConfig, config_from_json
-from mlc.engine import train
+from mlc.data.build import data_source
+from mlc.engine import evaluate_run, train
 from mlc.overrides import check_config
 from mlc.util import cpu, distributed
 from mlc.util.io import atomic_write_text
 from mlc.util.lock import file_lock, try_lock, unlock
-from mlc.version import code_version
+from mlc.version import code_version, evaluation_version
 
-PACKAGES = ("torch", "torchvision", "pycocotools", "numpy")
+PACKAGES = ("torch", "torchvision", "pycocotools", "faster-coco-eval", "numpy")
 
 
 def git_commit() -> str:
@@ -97,6 +103,29 @@ def gradient_digest() -> str:
     return digest.hexdigest()[:12]
 
 
+def evaluation_identity(cfg: RunConfig) -> str:
+    """Eight hex digits over the evaluation code's version and the validation set `cfg` is
+    scored on (a generated set's whole spec, or COCO's folder)."""
+    name, spec = data_source(cfg.scale, cfg.head_offset)
+    blob = json.dumps({"evaluation_version": evaluation_version(), "data": name,
+                       "spec": asdict(spec) if spec is not None else None}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def evaluation_stamp(cfg: RunConfig, scored: dict) -> dict:
+    """A record's `evaluation`: its identity, what scored it and when, on what kernels."""
+    made = provenance()
+    return {"identity": evaluation_identity(cfg), "evaluation_version": evaluation_version(),
+            "val_images": scored["val_images"], "seconds": scored["eval_seconds"],
+            **{k: made[k] for k in ("git_commit", "threads", "kernels", "kernel_fingerprint", "date")
+               if k in made}}
+
+
+def scored_now(record: dict, cfg: RunConfig) -> bool:
+    """Whether the record was scored by this evaluation code on this validation set."""
+    return record.get("evaluation", {}).get("identity") == evaluation_identity(cfg)
+
+
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -139,6 +168,10 @@ def get_or_train(cfg: RunConfig, runs_root: Path | None = None, data_root: Path 
     """The run's record: read if it exists, else trained (resuming a checkpoint), unless
     allow_training is False, in which case a missing run gives None.
 
+    A record scored by other evaluation code or on another validation set counts as missing;
+    with allow_training, it is scored again from the run's checkpoint (never retrained when
+    the checkpoint is there).
+
     A process holds a lock on the run folder while it checks and trains, so that a second
     process asking for the same run waits and then reads the record; under torchrun, rank 0
     holds it for the whole job. Before any work: every field's type is checked, a CPU run must
@@ -149,8 +182,10 @@ def get_or_train(cfg: RunConfig, runs_root: Path | None = None, data_root: Path 
     done = load_record(cfg, runs_root, results_root)
     if done is not None and not result.exists():  # killed before the committed copy was written
         atomic_write_text(result, (run_dir / "metrics.json").read_text())
-    if done is not None or not allow_training:
-        return None if done is None else {**done, "trained_now": False}
+    if done is not None and scored_now(done, cfg):
+        return {**done, "trained_now": False}
+    if not allow_training:
+        return None
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if not use_cuda:
         cpu.check()
@@ -161,11 +196,13 @@ def get_or_train(cfg: RunConfig, runs_root: Path | None = None, data_root: Path 
         lock = file_lock(run_dir / ".lock")
     with lock:
         done = load_record(cfg, runs_root, results_root)  # another process may have finished it
-        if done is not None:
+        if done is not None and scored_now(done, cfg):
             return {**done, "trained_now": False} if _is_rank_zero() else None
         for stale in run_dir.glob(".*.tmp") if _is_rank_zero() else ():  # left by a killed write
             stale.unlink()
         distributed.barrier()  # under torchrun: no rank writes before the stale files are gone
+        if done is not None and (run_dir / "checkpoint.pt").exists():
+            return _score_and_record(cfg, done, run_dir, result, data_root, device)
         return _train_and_record(cfg, run_dir, result, data_root, device, progress,
                                  stop_after_epoch, resume)
 
@@ -232,13 +269,34 @@ def _train_and_record(cfg: RunConfig, run_dir: Path, result: Path, data_root: Pa
         distributed.barrier()
         return None
     record = {"name": cfg.name, "config": cfg.to_json(), "metrics": metrics, "run": out,
-              "curve": epoch_curve(run_dir / "log.jsonl"), "provenance": provenance()}
-    text = json.dumps(record, indent=1)
+              "curve": epoch_curve(run_dir / "log.jsonl"), "provenance": provenance(),
+              "evaluation": evaluation_stamp(cfg, out)}
     atomic_write_text(run_dir / "provenance.json", json.dumps(record["provenance"], indent=2))
+    _write_record(record, run_dir, result)
+    return {**record, "source": "run folder", "trained_now": True}
+
+
+def _score_and_record(cfg: RunConfig, record: dict, run_dir: Path, result: Path,
+                      data_root: Path | None, device: str | None) -> dict | None:
+    """Score the finished run's checkpoint again and replace its record's metrics and
+    evaluation (its training, curve and provenance stay)."""
+    scored = evaluate_run(cfg, run_dir, data_root or paths.data_root(), device)
+    if scored["metrics"] is None:  # not rank 0
+        distributed.barrier()
+        return None
+    record = {k: v for k, v in record.items() if k != "source"}
+    record.update(metrics=scored["metrics"], evaluation=evaluation_stamp(cfg, scored),
+                  run={**record["run"], "eval_seconds": scored["eval_seconds"],
+                       "val_images": scored["val_images"]})
+    _write_record(record, run_dir, result)
+    return {**record, "source": "run folder", "trained_now": False, "scored_again": True}
+
+
+def _write_record(record: dict, run_dir: Path, result: Path) -> None:
+    text = json.dumps(record, indent=1)
     atomic_write_text(run_dir / "metrics.json", text)  # its presence marks the run done
     atomic_write_text(result, text)
     distributed.barrier()
-    return {**record, "source": "run folder", "trained_now": True}
 
 
 def read_config(run_dir: Path) -> RunConfig:

@@ -4,7 +4,6 @@ seaborn figures."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 
@@ -340,31 +339,33 @@ def test_noise_in_a_gain_from_the_machine(tmp_path):
     assert "levels compare only at one kernel level" in summary
 
 
-def test_gains_on_the_books_images_beside_held_out_ones(tmp_path):
-    """Book: ML − base gains +1 and +3 (inconclusive over 2 seeds); held out: +2 and +2.2 (held),
-    read from the held-out records' "heldout" metrics; a run with no held-out record is no data."""
+def test_gains_on_the_first_images_beside_the_whole_set():
+    """First 4 images: ML − base gains +1 and +3 (inconclusive over 2 seeds); all 7: +2 and
+    +2.2 (held); a record without the subset is no data on it."""
     from mlc.analysis import noise
 
-    runs = [_run("fcos_minus", 0, {"AP": 10.0}), _run("fcos_minus", 0, {"AP": 11.0}, ml=True),
-            _run("fcos_minus", 1, {"AP": 10.0}), _run("fcos_minus", 1, {"AP": 13.0}, ml=True)]
-    folder = tmp_path / "heldout7" / "smoke"
-    folder.mkdir(parents=True)
-    for run, ap in zip(runs, (20.0, 22.0, 21.0, 23.2)):
-        (folder / f"{run['config'].name}.json").write_text(json.dumps(
-            {"images": {"book": 4, "heldout": 7}, "metrics": {"heldout": {"AP": ap}}}))
+    def run(seed: int, first: float, whole: float, **flags) -> dict:
+        made = _run("fcos_minus", seed, {"AP": whole, "val_first": {"images": 4, "AP": first}},
+                    **flags)
+        made["record"]["run"] = {"val_images": 7}
+        return made
+
+    runs = [run(0, 10.0, 20.0), run(0, 11.0, 22.0, ml=True),
+            run(1, 10.0, 21.0), run(1, 13.0, 23.2, ml=True)]
     base = {"detector": "fcos_minus", "set": {}}
     ml = {"detector": "fcos_minus", "set": {"ml": True}}
     parts = [["ML − base", ml, base, "AP"]]
-    table = noise.heldout_table(runs, noise.heldout_runs(runs, tmp_path / "heldout7"), parts)
+    table = noise.subset_table(runs, parts)
     row = table.loc[("ML − base", "AP")]
-    assert row["the book's 4: gain"].startswith("+2.0 [") and row["the book's 4: verdict"] == "inconclusive"
-    assert row["the book's 4: std over seeds"] == "1.41"
-    assert row["7 held-out images: gain"] == "+2.1 [+0.8, +3.4]"
-    assert row["7 held-out images: verdict"] == "held"
-    summary = noise.heldout_summary(table)
-    assert summary.startswith("1 of the 1 parts decide on 7 held-out images, 0 on the book's 4")
-    assert f"{0.14 / 1.41:.2f} times the book's" in summary
-    assert "ML − base (AP): inconclusive on the book's 4, held on 7 held-out images" in summary
-    (folder / f"{runs[3]['config'].name}.json").unlink()
-    table = noise.heldout_table(runs, noise.heldout_runs(runs, tmp_path / "heldout7"), parts)
-    assert table.loc[("ML − base", "AP"), "7 held-out images: gain"] == "+2.0"  # one seed left
+    assert row["first 4 images: gain"].startswith("+2.0 [")
+    assert row["first 4 images: verdict"] == "inconclusive"
+    assert row["first 4 images: std over seeds"] == "1.41"
+    assert row["all 7 images: gain"] == "+2.1 [+0.8, +3.4]"
+    assert row["all 7 images: verdict"] == "held"
+    summary = noise.subset_summary(table)
+    assert summary.startswith("1 of the 1 parts decide on all 7 images, 0 on the first 4 images")
+    assert f"{0.14 / 1.41:.2f} times that on the first 4 images" in summary
+    assert "ML − base (AP): inconclusive on the first 4 images, held on all 7 images" in summary
+    del runs[3]["record"]["metrics"]["val_first"]
+    table = noise.subset_table(runs, parts)
+    assert table.loc[("ML − base", "AP"), "first 4 images: gain"] == "+1.0"  # one seed left

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from mlc.config import make_config
 from mlc.engine import GlobalBatchSampler, learning_rate
+from mlc.figures import load_model
 from mlc.runs import get_or_train
 
 
@@ -130,3 +132,45 @@ def test_checkpoint_of_another_config_is_rejected(fcos_run, tmp_path, data_root)
     other = make_config("fcos", "smoke", lr=0.5)
     with pytest.raises(ValueError, match="different config"):
         load_checkpoint(runs / "smoke" / cfg.name / "checkpoint.pt", other)
+
+
+def test_a_record_of_other_evaluation_code_is_scored_again_not_retrained(fcos_run, tmp_path,
+                                                                          data_root, monkeypatch):
+    cfg, runs, record = fcos_run
+    run_dir = tmp_path / "smoke" / cfg.name
+    shutil.copytree(runs / "smoke" / cfg.name, run_dir)
+    shutil.copy(runs / "smoke" / f"{cfg.name}.json", tmp_path / "smoke" / f"{cfg.name}.json")
+    trained = (run_dir / "checkpoint.pt").stat().st_mtime_ns, (run_dir / "log.jsonl").read_text()
+    monkeypatch.setattr("mlc.runs.evaluation_version", lambda: "00000000")
+    assert get_or_train(cfg, tmp_path, data_root, results_root=tmp_path, allow_training=False) is None
+    again = get_or_train(cfg, tmp_path, data_root, progress=False, results_root=tmp_path)
+    assert again["scored_again"] and not again["trained_now"]
+    assert ((run_dir / "checkpoint.pt").stat().st_mtime_ns,
+            (run_dir / "log.jsonl").read_text()) == trained
+    assert again["metrics"] == record["metrics"] and again["curve"] == record["curve"]
+    assert again["evaluation"]["identity"] != record["evaluation"]["identity"]
+    committed = json.loads((tmp_path / "smoke" / f"{cfg.name}.json").read_text())
+    assert committed["evaluation"] == again["evaluation"]
+    assert "scored_again" not in get_or_train(cfg, tmp_path, data_root, results_root=tmp_path)
+    monkeypatch.setattr("mlc.runs.evaluation_version", lambda: "11111111")  # and no checkpoint:
+    (run_dir / "checkpoint.pt").unlink()
+    assert get_or_train(cfg, tmp_path, data_root, progress=False, results_root=tmp_path)["trained_now"]
+
+
+def test_the_first_images_are_scored_beside_the_whole_set(fcos_run, data_root, monkeypatch):
+    from mlc.data.build import datasets
+    from mlc.engine import evaluate_run
+    from mlc.evaluation import detection_metrics, predict
+
+    cfg, runs, record = fcos_run
+    assert "val_first" not in record["metrics"]  # the smoke set has fewer images than the subset
+    monkeypatch.setattr("mlc.evaluation.FIRST_IMAGES", 2)
+    scored = evaluate_run(cfg, runs / "smoke" / cfg.name, data_root)
+    assert {k: v for k, v in scored["metrics"].items() if k != "val_first"} == record["metrics"]
+    _, val = datasets(cfg.scale, data_root, cfg.seed)
+    model = load_model(cfg, val.num_classes, torch.device("cpu"), runs)
+    results, _ = predict(model, val, torch.device("cpu"), cfg.batch_size)
+    first = scored["metrics"]["val_first"]
+    assert first["images"] == 2 and scored["val_images"] == len(val) > 2
+    assert first["AP"] == detection_metrics(val, results, list(val.ids[:2]))["AP"]
+    assert first["divergence"]["n_objects"] <= record["metrics"]["divergence"]["n_objects"]

@@ -56,9 +56,12 @@ def test_what_was_run_names_the_cpu_its_kernels_and_the_records_without_them():
     pinned = {"cpu_model": "Xeon", "aten_capability": "AVX2", "onednn_isa": "AVX2", "mkl_isa": "AVX2",
               "kernel_fingerprint": "fbe87e8f16bd"}
     runs = [run(0, **pinned), run(1, **pinned), run(2), {"record": None}]
+    for scored in runs[:2]:
+        scored["record"]["evaluation"] = {"evaluation_version": "17f19939", "val_images": 1200}
     table = what_was_run(runs, "shapes", [0, 1, 2])["scale shapes"]
     assert table["runs needed"] == 4 and table["runs finished"] == 3
     assert table["training hours"] == 1.5 and table["devices"] == "cpu"
     assert table["CPU kernels"] == "ATen AVX2, oneDNN AVX2, MKL AVX2 (2 runs); not recorded (1 run)"
     assert table["CPU"] == "Xeon (2 runs); not recorded (1 run)"
-    assert table["threads per run"] == "1" and table["code versions"] == "bd54c92c"
+    assert table["threads per run"] == "1" and table["training code versions"] == "bd54c92c"
+    assert table["evaluation"] == "code 17f19939 on 1200 images (2 runs); not recorded (1 run)"

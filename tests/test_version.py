@@ -7,7 +7,15 @@ import shutil
 import pytest
 
 from mlc.config import make_config
-from mlc.version import PACKAGE, code_version, fingerprint, result_modules
+from mlc.version import (
+    PACKAGE,
+    code_version,
+    evaluation_modules,
+    evaluation_version,
+    fingerprint,
+    result_modules,
+    training_modules,
+)
 
 
 def _copy(tmp_path):
@@ -30,7 +38,7 @@ def test_docstrings_and_comments_do_not_count_but_code_does(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["analysis/report.py", "analysis/claims.py", "util/cpu.py",
-                                    "overrides.py", "heldout.py"])
+                                    "overrides.py", "launch.py"])
 def test_reporting_and_checking_code_is_not_result_code(tmp_path, module):
     root = _copy(tmp_path)
     before = fingerprint(root)
@@ -50,4 +58,28 @@ def test_the_run_name_carries_the_code_version(monkeypatch):
     cfg = make_config("fcos_minus", "smoke")
     name = cfg.name
     monkeypatch.setattr("mlc.version.code_version", lambda: "00000000")
+    assert cfg.name != name
+
+
+def test_evaluation_code_changes_the_evaluation_version_not_the_run(tmp_path):
+    root = _copy(tmp_path)
+    training, scoring = fingerprint(root), fingerprint(root, evaluation_modules)
+    assert scoring == evaluation_version()
+    evaluation = root / "evaluation.py"
+    evaluation.write_text(evaluation.read_text().replace("FIRST_IMAGES = 200", "FIRST_IMAGES = 100"))
+    assert fingerprint(root) == training
+    assert fingerprint(root, evaluation_modules) != scoring
+    assert all(p not in training_modules() for p in evaluation_modules())
+
+
+def test_the_validation_set_size_is_not_in_the_run_name(monkeypatch):
+    from dataclasses import replace
+
+    from mlc.config import SCALES
+
+    cfg = make_config("fcos_minus", "shapes")
+    name, shapes = cfg.name, SCALES["shapes"]
+    monkeypatch.setitem(SCALES, "shapes", replace(shapes, shapes=replace(shapes.shapes, num_val=7)))
+    assert cfg.name == name
+    monkeypatch.setitem(SCALES, "shapes", replace(shapes, shapes=replace(shapes.shapes, num_train=7)))
     assert cfg.name != name

@@ -50,8 +50,8 @@ SUCCESSORS = [{"label": f"{name}{suffix}", "detector": det, "set": flags, "metho
                                             (" + TAL", {"tal": True}, "TAL"),
                                             (" + ML + IUR", {"ml": True, "iur": True}, "ML + IUR"))]
 
-# The paired parts of the claims that the noise study re-scores on held-out validation images
-# (mlc.heldout): [label, method row, baseline row, metric], rows as {detector, set}.
+# The paired parts of the claims whose gains the noise study reads on the validation set's first
+# 200 images and on the whole set: [label, method row, baseline row, metric], rows as {detector, set}.
 _ROW = {name: {"detector": det, "set": flags} for name, det, flags in (
     ("FCOS−", FCOS_MINUS, {}), ("FCOS− + alignment", FCOS_MINUS, {"alignment": True}),
     ("FCOS− + ML", FCOS_MINUS, {"ml": True}), ("FCOS− + IUR", FCOS_MINUS, {"iur": True}),
@@ -59,7 +59,7 @@ _ROW = {name: {"detector": det, "set": flags} for name, det, flags in (
     ("RetinaNet + ML", RETINANET, {"ml": True}), ("RetinaNet + IUR", RETINANET, {"iur": True}),
     ("RetinaNet + ML + IUR", RETINANET, {"ml": True, "iur": True}), ("RPN", RPN, {}),
     ("RPN + ML", RPN, {"ml": True}), ("RPN + IUR", RPN, {"iur": True}))}
-HELDOUT_PARTS = [[f"{where}: {a} − {b}", _ROW[a], _ROW[b], key] for where, a, b, key in (
+NOISE_PARTS = [[f"{where}: {a} − {b}", _ROW[a], _ROW[b], key] for where, a, b, key in (
     ("Table 3", "FCOS− + ML + IUR", "FCOS−", "AP"),
     ("claim 1", "FCOS− + ML", "FCOS− + alignment", "AP"),
     ("claim 1", "FCOS− + ML", "FCOS− + alignment", "divergence.mean"),
@@ -70,8 +70,8 @@ HELDOUT_PARTS = [[f"{where}: {a} − {b}", _ROW[a], _ROW[b], key] for where, a, 
     ("claim 5", "RPN + ML", "RPN", "AR100"), ("claim 5", "RPN + IUR", "RPN", "AR100"))]
 
 
-def heldout_configs(parts: list, scale: str, seeds: Iterable[int]) -> list[RunConfig]:
-    """The distinct runs a list of HELDOUT_PARTS-like parts compares."""
+def part_configs(parts: list, scale: str, seeds: Iterable[int]) -> list[RunConfig]:
+    """The distinct runs a list of NOISE_PARTS-like parts compares."""
     rows = [row for part in parts for row in part[1:3]]
     return grid_configs(rows, scale, seeds)
 

@@ -1,8 +1,8 @@
 """Where a result's noise comes from: the seed of training, the finite validation set and the
 machine. The seed's share is the spread over seeds; the validation set's is read from each run's
 headline metric on the two halves of the validation images (independent halves: the whole set's
-value has about a quarter of the variance of their difference) and measured on held-out images
-(`mlc.heldout`: the same checkpoints scored on more images from the generator); the machine's
+value has about a quarter of the variance of their difference) and measured by the same gains on
+the set's first 200 images, which every record also carries (`mlc.evaluation`); the machine's
 from runs retrained with the CPU's own kernels in place of the pinned ones (`mlc.util.cpu`), the
 same config and seed.
 """
@@ -176,34 +176,21 @@ def noise_table(runs: list[dict], rows: list[dict], other_root: Path) -> pd.Data
     return table
 
 
-def heldout_runs(runs: list[dict], heldout_root: Path) -> list[dict]:
-    """The collected runs with each record replaced by its held-out record
-    (`heldout_root`/<scale>/<run name>.json, from `python -m mlc heldout`; None where the run was
-    not scored): its metrics hold "book" (the book's images) and "heldout" (the others)."""
-    out = []
-    for run in runs:
-        cfg = run["config"]
-        path = Path(heldout_root) / cfg.scale / f"{cfg.name}.json"
-        out.append({**run, "record": json.loads(path.read_text()) if path.exists() else None})
-    return out
-
-
-def heldout_table(runs: list[dict], heldout: list[dict], parts: list) -> pd.DataFrame:
+def subset_table(runs: list[dict], parts: list) -> pd.DataFrame:
     """Per claim part [label, method row, baseline row, metric]: the paired gain with its 95%
-    interval and verdict and the std of the per-seed gain, on the book's images (the committed
-    records) and on the held-out images of the same checkpoints (`heldout_runs`)."""
-    counts = next((r["record"]["images"] for r in heldout if r["record"]), None)
-    held_name = f"{counts['heldout']} held-out images" if counts else "held-out images"
-    book_name = f"the book's {counts['book']}" if counts else "the book's images"
+    interval and verdict and the std of the per-seed gain, on the validation set's first images
+    (the records' `val_first`, the book's whole set until 2026-11-28) and on the whole set."""
+    made = [r["record"] for r in runs if r["record"] and "val_first" in r["record"]["metrics"]]
+    first = f"first {made[0]['metrics']['val_first']['images']} images" if made else "first images"
+    whole = f"all {made[0]['run']['val_images']} images" if made else "all images"
     out = {}
     for label, row, base, key in parts:
         band, digits = ((BANDS["correlation"], 2) if key.startswith("divergence")
                         else (BANDS["points"], 1))
         entry = {}
-        for name, source_runs, source in ((book_name, runs, None),
-                                          (held_name, heldout, "heldout")):
-            ours = per_seed(source_runs, {**row, "source": source}, key)
-            theirs = per_seed(source_runs, {**base, "source": source}, key)
+        for name, source in ((first, "val_first"), (whole, None)):
+            ours = per_seed(runs, {**row, "source": source}, key)
+            theirs = per_seed(runs, {**base, "source": source}, key)
             diff = paired_difference(ours, theirs)
             gains = [ours[s] - theirs[s] for s in ours
                      if s in theirs and None not in (ours[s], theirs[s])]
@@ -217,30 +204,27 @@ def heldout_table(runs: list[dict], heldout: list[dict], parts: list) -> pd.Data
     return table
 
 
-def heldout_summary(table: pd.DataFrame) -> str:
-    """A sentence on `heldout_table`: how many parts each image set decides, how the std of the
+def subset_summary(table: pd.DataFrame) -> str:
+    """A sentence on `subset_table`: how many parts each image set decides, how the std of the
     per-seed gain moved (median ratio over the parts), and which verdicts change."""
-    book, held = (c.removesuffix(": verdict") for c in table.columns if c.endswith(": verdict"))
-    stds = [(float(b), float(h)) for b, h in zip(table[f"{book}: std over seeds"],
-                                                 table[f"{held}: std over seeds"])
-            if "n/a" not in (b, h) and float(b) > 0]
+    first, whole = (c.removesuffix(": verdict") for c in table.columns if c.endswith(": verdict"))
+    stds = [(float(f), float(w)) for f, w in zip(table[f"{first}: std over seeds"],
+                                                 table[f"{whole}: std over seeds"])
+            if "n/a" not in (f, w) and float(f) > 0]
     if not stds:
-        return f"No part has been scored on {held} over two seeds or more yet (`make heldout`)."
+        return f"No part has two seeds or more scored on the {first} yet."
 
     def decided(name: str) -> int:
         return sum(v in (HELD, CONTRADICTED, NO_EFFECT) for v in table[f"{name}: verdict"])
 
-    pairs = list(zip(table.index, table[f"{book}: verdict"], table[f"{held}: verdict"]))
-    changed = [f"{part} ({key}): {b} on {book}, {h} on {held}"
-               for (part, key), b, h in pairs if b != h and NO_DATA not in (b, h)]
-    missing = sum(NO_DATA in (b, h) for _, b, h in pairs)
-    return (f"{decided(held)} of the {len(table)} parts decide on {held}, {decided(book)} on "
-            f"{book} images"
-            + (f" ({missing} without held-out records yet)" if missing else "")
-            + "; the std of a per-seed gain there is "
-            f"{statistics.median(h / b for b, h in stds):.2f} times the book's (median over the "
-            "parts). " + ("Verdicts that change: " + "; ".join(changed) + "." if changed
-                          else "No verdict changes."))
+    pairs = list(zip(table.index, table[f"{first}: verdict"], table[f"{whole}: verdict"]))
+    changed = [f"{part} ({key}): {f} on the {first}, {w} on {whole}"
+               for (part, key), f, w in pairs if f != w and NO_DATA not in (f, w)]
+    return (f"{decided(whole)} of the {len(table)} parts decide on {whole}, {decided(first)} on "
+            f"the {first}; the std of a per-seed gain on {whole} is "
+            f"{statistics.median(w / f for f, w in stds):.2f} times that on the {first} (median "
+            "over the parts). " + ("Verdicts that change: " + "; ".join(changed) + "."
+                                  if changed else "No verdict changes."))
 
 
 def _fmt(value: float | None) -> str:

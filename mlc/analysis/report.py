@@ -123,8 +123,9 @@ def provenance_line(runs: list[dict], made_by: str) -> str:
 
 def what_was_run(runs: list[dict], scale: str, seeds: list[int]) -> pd.DataFrame:
     """The first page's "what was run": runs needed and finished, seeds, devices, training
-    hours, code versions, and the CPU each was trained on with its kernel levels, thread count
-    and kernel fingerprint (records made before these were kept say "not recorded")."""
+    hours, the training and evaluation code versions with the validation set's size, and the
+    CPU each was trained on with its kernel levels, thread count and kernel fingerprint
+    (records made before these were kept say "not recorded")."""
     done = [r["record"] for r in runs if r["record"] is not None]
 
     def counted(values: list[str]) -> str:
@@ -144,7 +145,10 @@ def what_was_run(runs: list[dict], scale: str, seeds: list[int]) -> pd.DataFrame
         "seeds": ", ".join(map(str, seeds)),
         "devices": counted([r["run"]["device"] for r in done]),
         "training hours": round(sum(r["run"]["train_seconds_this_call"] for r in done) / 3600, 2),
-        "code versions": counted(made("code_version")),
+        "training code versions": counted(made("code_version")),
+        "evaluation": counted([f"code {r['evaluation']['evaluation_version']} on "
+                               f"{r['evaluation']['val_images']} images" if "evaluation" in r
+                               else "not recorded" for r in done]),
         "CPU": counted(made("cpu_model")),
         "CPU kernels": counted(levels),
         "threads per run": counted(made("threads")),
