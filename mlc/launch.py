@@ -15,7 +15,7 @@ import sys
 import time
 
 from mlc.config import RunConfig, make_config
-from mlc.runs import load_record, scored_now
+from mlc.runs import kernel_fingerprint, load_record, scored_now
 
 
 def cli_args(cfg: RunConfig) -> list[str]:
@@ -27,14 +27,15 @@ def cli_args(cfg: RunConfig) -> list[str]:
             "--seed", str(cfg.seed), *sets]
 
 
-def _train_one(job: tuple[RunConfig, int, str | None]) -> tuple[str, float, str]:
+def _train_one(job: tuple[RunConfig, int, str | None, str]) -> tuple[str, float, str]:
     """Train one run in this worker process with `threads` threads; (name, seconds, outcome)."""
     import torch
 
-    from mlc.runs import get_or_train
+    from mlc.runs import get_or_train, known_fingerprint
 
-    cfg, threads, device = job
+    cfg, threads, device, fingerprint = job
     torch.set_num_threads(threads)
+    known_fingerprint(threads, fingerprint)
     t0 = time.perf_counter()
     try:
         record = get_or_train(cfg, device=device, progress=False)
@@ -71,10 +72,11 @@ def train_missing(configs: list[RunConfig], workers: int = 1, ngpus: int = 0,
     elif todo:
         threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                           else os.cpu_count()) // workers)
+        fingerprint = kernel_fingerprint(threads)  # the same for every worker
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(workers, len(todo)), maxtasksperchild=1) as pool:
             for name, seconds, outcome in pool.imap_unordered(
-                    _train_one, [(c, threads, device) for c in todo]):
+                    _train_one, [(c, threads, device, fingerprint) for c in todo]):
                 done.append((name, seconds, outcome))
                 print(f"  [{len(done)}/{len(todo)}] {name}: {outcome} in {seconds:.0f} s", flush=True)
     total = time.perf_counter() - start

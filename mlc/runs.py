@@ -12,7 +12,6 @@ from the run's checkpoint, or retrained where the checkpoint is not there.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
@@ -65,7 +64,9 @@ def provenance() -> dict:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-@functools.cache
+_FINGERPRINTS: dict[int, str] = {}  # by thread count, computed once per process tree
+
+
 def kernel_fingerprint(threads: int) -> str:
     """Twelve hex digits over the gradients of one training step of the shapes-scale FCOS− and
     RPN on fixed random images, at this process's kernel level and `threads` threads. Two
@@ -77,8 +78,17 @@ def kernel_fingerprint(threads: int) -> str:
            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     code = "from mlc.runs import gradient_digest; print(gradient_digest())"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    if threads not in _FINGERPRINTS:
+        _FINGERPRINTS[threads] = subprocess.run([sys.executable, "-c", code], env=env,
+                                                capture_output=True, text=True,
+                                                check=True).stdout.strip()
+    return _FINGERPRINTS[threads]
+
+
+def known_fingerprint(threads: int, digest: str) -> None:
+    """Take a fingerprint the launching process computed: its workers run on the same machine,
+    kernel level and thread count, so each need not spend seconds computing it again."""
+    _FINGERPRINTS[threads] = digest
 
 
 def gradient_digest() -> str:
