@@ -53,7 +53,7 @@ endif
 
 ALLOW_TRAINING ?= false
 notebooks: venv
-	$(PY) -m mlc notebooks --scale $(SCALE) --seeds $(SEEDS) $(if $(filter true,$(ALLOW_TRAINING)),--allow-training)
+	$(PY) -m mlc notebooks --scale $(SCALE) --seeds $(SEEDS) --workers $(WORKERS) $(if $(filter true,$(ALLOW_TRAINING)),--allow-training)
 
 build-book: venv
 	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going
@@ -71,7 +71,7 @@ smoke-notebook: venv  ## regenerate the executed smoke notebooks that nbval chec
 # The book's executed notebooks at shapes scale, from the committed results, for nbval in make test.
 book-notebooks: venv  ## refresh tests/book/ after committing new results
 	rm -rf tests/book && mkdir -p tests/book
-	MLC_RUNS=$$(mktemp -d) $(PY) -m mlc notebooks --scale shapes --seeds $(SEEDS) --out tests/book
+	MLC_RUNS=$$(mktemp -d) $(PY) -m mlc notebooks --scale shapes --seeds $(SEEDS) --workers $(WORKERS) --out tests/book
 
 # The noise study's machine part (notebooks/noise.ipynb): runs of the book retrained with the CPU's
 # own kernels instead of the pinned AVX2 ones, recorded under results/kernels-native/; one thread

@@ -112,7 +112,7 @@ def _notebooks(args: argparse.Namespace) -> None:
     notebooks = args.notebooks or sorted((paths.REPO_ROOT / "notebooks").glob("*.ipynb"))
     parameters = {"scale": args.scale, "seeds": list(range(args.seeds)),
                   "allow_training": args.allow_training}
-    execute_all([Path(nb) for nb in notebooks], Path(args.out), parameters)
+    execute_all([Path(nb) for nb in notebooks], Path(args.out), parameters, args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-training", action="store_true",
                    help="train missing runs (else they show as 'not run')")
     p.add_argument("--out", default=str(paths.REPO_ROOT / "book"), help="where executed copies go")
+    p.add_argument("--workers", type=int, default=2, help="notebooks executed at once")
     p.set_defaults(func=_notebooks)
     return parser
 

@@ -27,6 +27,12 @@ def cli_args(cfg: RunConfig) -> list[str]:
             "--seed", str(cfg.seed), *sets]
 
 
+def training_images(cfg: RunConfig) -> int:
+    """How many images one epoch of `cfg` trains on (COCO's train2017 for the coco scale)."""
+    spec = cfg.scale_spec.shapes
+    return spec.num_train if spec is not None else 118_287
+
+
 def _train_one(job: tuple[RunConfig, int, str | None, str]) -> tuple[str, float, str]:
     """Train one run in this worker process with `threads` threads; (name, seconds, outcome)."""
     import torch
@@ -54,10 +60,11 @@ def train_missing(configs: list[RunConfig], workers: int = 1, ngpus: int = 0,
     `ngpus` > 0: each run through `torchrun --nproc_per_node ngpus`, one after another;
     else `workers` processes with cores // workers threads each.
     """
-    # Seed by seed, so that a stopped `make reproduce` leaves whole seeds behind it.
+    # Seed by seed, so that a stopped `make reproduce` leaves whole seeds behind it; within a
+    # seed the longest runs first, so that the workers finish together rather than one alone.
     todo = sorted({c.name: c for c in configs
                    if (record := load_record(c)) is None or not scored_now(record, c)}.values(),
-                  key=lambda c: c.seed)
+                  key=lambda c: (c.seed, -training_images(c) * c.epochs))
     print(f"{len(configs)} runs asked for, {len(configs) - len(todo)} finished, "
           f"{len(todo)} to train or score again" + (f" on {ngpus} GPU(s)" if ngpus else
                                      f" in {min(workers, max(len(todo), 1))} worker(s)"), flush=True)

@@ -8,9 +8,11 @@ notebook that succeeds replaces its executed copy atomically.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 
@@ -49,19 +51,48 @@ def execute(notebook: Path, out_dir: Path, parameters: dict) -> float:
     return time.perf_counter() - t0
 
 
-def execute_all(notebooks: list[Path], out_dir: Path, parameters: dict) -> None:
-    """Execute every notebook in order, printing each one's time; stop at the first failure.
-
-    The cells' output (each run trained or read) streams to stderr as it comes."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("  %(message)s"))
+def _log_cells(prefix: str) -> None:
+    """Stream the cells' output (each run trained or read) to stderr, each line prefixed."""
     log = logging.getLogger("papermill")
+    for old in list(log.handlers):
+        log.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"  {prefix}%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    total = 0.0
-    for nb in notebooks:
-        print(f"executing {nb} -> {Path(out_dir) / Path(nb).name} with {parameters}", flush=True)
-        seconds = execute(nb, out_dir, parameters)
-        total += seconds
-        print(f"  {nb} done in {seconds:.0f} s", flush=True)
-    print(f"{len(notebooks)} notebook(s) executed in {total:.0f} s", flush=True)
+
+
+def _execute_in_worker(notebook: Path, out_dir: Path, parameters: dict) -> float:
+    _log_cells(f"[{Path(notebook).stem}] ")
+    return execute(notebook, out_dir, parameters)
+
+
+def execute_all(notebooks: list[Path], out_dir: Path, parameters: dict, workers: int = 1) -> None:
+    """Execute every notebook, `workers` at a time (each in its own process and kernel), printing
+    each one's time and the wall time; the first failure stops the rest and is raised.
+
+    A notebook reads finished runs or waits on the lock of a run another one is training, so
+    the order they run in does not change what they show."""
+    start, total = time.perf_counter(), 0.0
+    if workers <= 1:
+        _log_cells("")
+        for nb in notebooks:
+            print(f"executing {nb} -> {Path(out_dir) / Path(nb).name} with {parameters}", flush=True)
+            seconds = execute(nb, out_dir, parameters)
+            total += seconds
+            print(f"  {nb} done in {seconds:.0f} s", flush=True)
+    else:
+        print(f"executing {len(notebooks)} notebooks -> {out_dir} with {parameters}, {workers} at a "
+              "time", flush=True)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = {pool.submit(_execute_in_worker, nb, out_dir, parameters): nb for nb in notebooks}
+            try:
+                for job in as_completed(jobs):
+                    seconds = job.result()
+                    total += seconds
+                    print(f"  {jobs[job]} done in {seconds:.0f} s", flush=True)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+    print(f"{len(notebooks)} notebook(s) executed in {time.perf_counter() - start:.0f} s "
+          f"({total:.0f} s of notebook time)", flush=True)
