@@ -74,11 +74,11 @@ def kernel_fingerprint(threads: int) -> str:
     rerun needs beyond the ISA level (oneDNN and MKL also choose their blocking by the CPU's
     cache sizes). Computed in a fresh process, so that no process group or state of a run
     takes part."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    code = "from mlc.runs import gradient_digest; print(gradient_digest())"
     if threads not in _FINGERPRINTS:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        code = "from mlc.runs import gradient_digest; print(gradient_digest())"
         _FINGERPRINTS[threads] = subprocess.run([sys.executable, "-c", code], env=env,
                                                 capture_output=True, text=True,
                                                 check=True).stdout.strip()
