@@ -5,6 +5,7 @@ figure data comes from finished runs only, the head-offset dial has its own data
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import papermill
@@ -19,7 +20,7 @@ from mlc.data.build import data_source
 from mlc.figures import figure_data, figure_path
 from mlc.launch import cli_args, train_missing
 from mlc.overrides import parse_override
-from mlc.runs import load_record
+from mlc.runs import load_record, record_paths
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -69,6 +70,23 @@ def test_train_missing_trains_in_workers_then_reads(capsys):
     assert all(load_record(c) is not None for c in configs)
     assert train_missing(configs, workers=2) == []
     assert "0 to train" in capsys.readouterr().out
+
+
+def test_train_missing_scores_again_a_record_of_other_evaluation():
+    """A record whose evaluation identity is not this code's is scored again in a worker from
+    its checkpoint, not retrained, and then read."""
+    cfg = make_config("fcos_minus", "smoke", seed=14)
+    train_missing([cfg], workers=1)
+    run_dir, result = record_paths(cfg)
+    record = json.loads(result.read_text())
+    stale = {**record, "evaluation": {**record["evaluation"], "identity": "00000000"}}
+    for path in (run_dir / "metrics.json", result):
+        path.write_text(json.dumps(stale))
+    assert [o for _, _, o in train_missing([cfg], workers=1)] == ["scored again"]
+    again = json.loads(result.read_text())
+    assert again["evaluation"]["identity"] == record["evaluation"]["identity"]
+    assert again["metrics"] == record["metrics"] and again["curve"] == record["curve"]
+    assert train_missing([cfg], workers=1) == []
 
 
 def test_figure_data_needs_a_finished_run_and_is_kept():
