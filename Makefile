@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
 SCALE ?= shapes
-SEEDS ?= 5
+SEEDS ?= 6
 NGPUS ?= 0
 WORKERS ?= $(shell nproc)
 PYTHON ?= python3
