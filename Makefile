@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
 SCALE ?= shapes
-SEEDS ?= 6
+SEEDS ?= 7
 NGPUS ?= 0
 WORKERS ?= $(shell nproc)
 PYTHON ?= python3
