@@ -161,6 +161,27 @@ def test_iur_against_centerness_needs_ap_at_least_as_high(iur_ap, expected):
     assert claims.scorecard(runs, []).iloc[1]["verdict"] == expected
 
 
+def test_a_deciding_claim_reads_its_extra_seeds_and_no_other_claim_does():
+    """Claim 2's extra seeds (grids.DECIDING) decide it; claim 3 reads the same IUR runs but only
+    on the book's seeds."""
+    def iur_fcos(seeds, gaps):
+        runs = [_run("fcos", s, {"AP": 10.0 + s, "divergence": {"mean": 0.40}}) for s in seeds]
+        runs += [_run("fcos_minus", s, {"AP": 10.0 + s + g, "divergence": {"mean": 0.45 + s / 1000},
+                                        "iou_nms": {"AP": 9.0 + s + g + s % 2}}, iur=True)
+                 for s, g in zip(seeds, gaps)]
+        return runs
+
+    book = iur_fcos(range(3), [-2.0, 1.0, -1.5])  # inconclusive on three seeds
+    extra = iur_fcos(range(3, 16), [-1.0, -1.2, -0.8] * 4 + [-1.1])
+    alone = claims.scorecard(book, [])
+    card = claims.scorecard(book, [], extra)
+    assert alone.iloc[1]["verdict"] == "inconclusive"
+    assert card.iloc[1]["verdict"] == "contradicted"
+    assert card.iloc[1]["evidence"].startswith("on 16 seeds, fixed in advance: correlation")
+    assert card.iloc[2].equals(alone.iloc[2])  # claim 3: the book's three seeds only
+    assert not card.iloc[0]["evidence"].startswith("on ")
+
+
 def test_figures_are_drawn_with_the_books_style():
     plots.style()
     runs = _claim1_runs([11.0, 12.2, 13.1], [10.0, 11.0, 12.0])

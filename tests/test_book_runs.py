@@ -53,6 +53,16 @@ def test_book_configs_cover_tables_sweeps_and_dial():
     assert {c.head_offset for c in grids.book_configs("coco", [0])} == {None}
 
 
+def test_claims_left_undecided_get_their_fixed_seeds_only_in_the_full_book():
+    extra = grids.deciding_configs("shapes", range(7))
+    assert {(c.detector, c.iur) for c in extra} == {("fcos_minus", True), ("fcos", False)}
+    assert sorted({c.seed for c in extra}) == list(range(7, 16)) and len(extra) == 18
+    assert {c.name for c in extra} <= {c.name for c in grids.book_configs("shapes", range(7))}
+    assert len(grids.deciding_configs("shapes", range(10))) == 12
+    assert grids.deciding_configs("shapes", [0]) == grids.deciding_configs("smoke", range(7)) == []
+    assert grids.deciding_configs("shapes", range(16)) == []
+
+
 @pytest.mark.parametrize("overrides", [{}, {"ml": True, "alpha": 1.0}, {"head_offset": 0.0},
                                        {"iur": True, "gamma": 2.0, "lr_steps": [1]}])
 def test_cli_args_rebuild_the_same_config(overrides):

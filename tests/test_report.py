@@ -50,12 +50,14 @@ def test_what_was_run_names_the_cpu_its_kernels_and_the_records_without_them():
 
     def run(seed, **provenance):
         base = {"code_version": "bd54c92c", "threads": 1, "git_commit": "abc", "date": "2026-11-27"}
-        return {"record": {"run": {"device": "cpu", "train_seconds_this_call": 1800},
+        return {"config": make_config("fcos_minus", "smoke", None, seed),
+                "record": {"run": {"device": "cpu", "train_seconds_this_call": 1800},
                            "provenance": {**base, **provenance}}}
 
     pinned = {"cpu_model": "Xeon", "aten_capability": "AVX2", "onednn_isa": "AVX2", "mkl_isa": "AVX2",
               "kernel_fingerprint": "fbe87e8f16bd"}
-    runs = [run(0, **pinned), run(1, **pinned), run(2), {"record": None}]
+    runs = [run(0, **pinned), run(1, **pinned), run(2),
+            {"config": make_config("fcos_minus", "smoke", None, 2, ml=True), "record": None}]
     for scored in runs[:2]:
         scored["record"]["evaluation"] = {"evaluation_version": "17f19939", "val_images": 1200}
     table = what_was_run(runs, "shapes", [0, 1, 2])["scale shapes"]
@@ -65,3 +67,6 @@ def test_what_was_run_names_the_cpu_its_kernels_and_the_records_without_them():
     assert table["CPU"] == "Xeon (2 runs); not recorded (1 run)"
     assert table["threads per run"] == "1" and table["training code versions"] == "bd54c92c"
     assert table["evaluation"] == "code 17f19939 on 1200 images (2 runs); not recorded (1 run)"
+    assert table["seeds"] == "0, 1, 2"
+    more = what_was_run(runs + [run(3), run(4)], "shapes", [0, 1, 2])["scale shapes"]
+    assert more["seeds"] == "0, 1, 2; 3-4 for the claims that needed more (grids.DECIDING)"

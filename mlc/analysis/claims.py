@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlc.analysis.grids import FCOS_MINUS, RETINANET, RPN
+from mlc.analysis.grids import DECIDING, FCOS_MINUS, RETINANET, RPN
 from mlc.analysis.stats import (
     BANDS,
     HELD,
@@ -57,39 +57,49 @@ def _claim(title: str, parts: list[tuple[str, str]], v: str | None = None) -> tu
     return title, "; ".join(text for text, _ in parts), v or combined([p[1] for p in parts])
 
 
-def scorecard(runs: list[dict], final_runs: list[dict]) -> pd.DataFrame:
+def _seeds_read(runs: list[dict], rows: list[dict]) -> list[int]:
+    """The seeds on which every one of `rows` has a finished run."""
+    seeds = [set(per_seed(runs, row, "AP")) for row in rows]
+    return sorted(set.intersection(*seeds)) if seeds else []
+
+
+def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict] = ()) -> pd.DataFrame:
     """The seven claims of DESIGN.md, each with its evidence (mean difference over paired seeds,
     its 95% interval and verdict, per part) and the claim's verdict; `final_runs` are the
-    24-epoch runs of Table 5."""
+    24-epoch runs of Table 5, `deciding_runs` the extra seeds of grids.DECIDING's claims, which
+    only those claims read (their evidence says on how many seeds)."""
+    def on(claim: int) -> list[dict]:
+        return list(runs) + list(deciding_runs) if claim in DECIDING else runs
+
     corr, ap = "divergence.mean", "AP"
     align, ml = _row(FCOS_MINUS, alignment=True), _row(FCOS_MINUS, ml=True)
     iur, fcos = _row(FCOS_MINUS, iur=True), _row("fcos")
     iou_nms = _row(FCOS_MINUS, source="iou_nms", iur=True)
     claims = [_claim("1. ML raises FCOS−'s correlation and AP more than prediction alignment",
-                     [_part("AP ML − alignment", _diff(runs, ml, align, ap)),
-                      _part("correlation", _diff(runs, ml, align, corr), CORRELATION)])]
+                     [_part("AP ML − alignment", _diff(on(1), ml, align, ap)),
+                      _part("correlation", _diff(on(1), ml, align, corr), CORRELATION)])]
 
     # "AP at least as high": no effect on AP is enough, a significant drop contradicts.
-    parts = [_part("correlation IUR − centerness", _diff(runs, iur, fcos, corr), CORRELATION),
-             _part("AP", _diff(runs, iur, fcos, ap))]
+    parts = [_part("correlation IUR − centerness", _diff(on(2), iur, fcos, corr), CORRELATION),
+             _part("AP", _diff(on(2), iur, fcos, ap))]
     claims.append(_claim("2. IUR raises the correlation far more than centerness, AP at least as "
                          "high", parts,
                          combined([parts[0][1], HELD if parts[1][1] == NO_EFFECT else parts[1][1]])))
 
     claims.append(_claim("3. IoU-NMS on IUR's IoUs scores below IUR's rescoring",
-                         [_part("AP rescoring − IoU-NMS", _diff(runs, iur, iou_nms, ap))]))
+                         [_part("AP rescoring − IoU-NMS", _diff(on(3), iur, iou_nms, ap))]))
 
     parts = []
     for det in (FCOS_MINUS, RETINANET):
         both = _row(det, ml=True, iur=True)
         for single, name in ((_row(det, ml=True), "ML"), (_row(det, iur=True), "IUR")):
-            parts.append(_part(f"{det} AP ML+IUR − {name}", _diff(runs, both, single, ap)))
+            parts.append(_part(f"{det} AP ML+IUR − {name}", _diff(on(4), both, single, ap)))
     claims.append(_claim("4. ML and IUR are complementary: ML+IUR is best (FCOS−, RetinaNet)", parts))
 
     parts, means = [], {}
     for flags, name in (({"ml": True}, "ML"), ({"iur": True}, "IUR")):
         for k in ("AR100", "AR300", "AR1000"):
-            d = _diff(runs, _row(RPN, **flags), _row(RPN), k)
+            d = _diff(on(5), _row(RPN, **flags), _row(RPN), k)
             parts.append(_part(f"{name} {k}", d))
             means[(name, k)] = None if d is None else d["mean"]
     v = combined([p[1] for p in parts])
@@ -103,8 +113,13 @@ def scorecard(runs: list[dict], final_runs: list[dict]) -> pd.DataFrame:
                                 _gap(final_runs, _row(det, ml=True, iur=True), _row(det), "AP75", "AP50"))
                           for det in (FCOS_MINUS, RETINANET)]))
 
-    claims.append(("7. Across methods the correlation tracks AP", *_correlation_tracks_ap(runs)))
-    return pd.DataFrame(claims, columns=["claim", "evidence", "verdict"]).set_index("claim")
+    claims.append(("7. Across methods the correlation tracks AP", *_correlation_tracks_ap(on(7))))
+    card = pd.DataFrame(claims, columns=["claim", "evidence", "verdict"]).set_index("claim")
+    if deciding_runs:
+        for n, claim in DECIDING.items():
+            seeds = _seeds_read(on(n), claim["rows"])
+            card.iloc[n - 1, 0] = f"on {len(seeds)} seeds, fixed in advance: {card.iloc[n - 1, 0]}"
+    return card
 
 
 def judged_points(points: pd.DataFrame) -> pd.DataFrame:

@@ -70,6 +70,24 @@ NOISE_PARTS = [[f"{where}: {a} − {b}", _ROW[a], _ROW[b], key] for where, a, b,
     ("claim 5", "RPN + ML", "RPN", "AR100"), ("claim 5", "RPN + IUR", "RPN", "AR100"))]
 
 
+# Claims the book's seven seeds left undecided, each with the number of paired seeds fixed in
+# advance from those seeds' mean and spread (stats.seeds_to_decide, 2026-11-28), and the rows it
+# compares. The scorecard reads such a claim once, at that number, never as seeds arrive; the
+# extra seeds extend only the full book at `shapes` scale (seeds 0-6 or more).
+BOOK_SEEDS = 7
+DECIDING = {2: {"rows": [_ROW["FCOS− + IUR"], _ROW["FCOS"]], "seeds": 16}}
+
+
+def deciding_configs(scale: str, seeds: Iterable[int]) -> list[RunConfig]:
+    """The runs DECIDING's claims add to the book's: their rows on the seeds after the book's,
+    up to each claim's number; none unless the book reads seeds 0-6 at `shapes` scale."""
+    seeds = sorted(seeds)
+    if scale != "shapes" or not set(range(BOOK_SEEDS)) <= set(seeds):
+        return []
+    return [cfg for claim in DECIDING.values()
+            for cfg in grid_configs(claim["rows"], scale, range(seeds[-1] + 1, claim["seeds"]))]
+
+
 def part_configs(parts: list, scale: str, seeds: Iterable[int]) -> list[RunConfig]:
     """The distinct runs a list of NOISE_PARTS-like parts compares."""
     rows = [row for part in parts for row in part[1:3]]
@@ -143,7 +161,7 @@ def scorecard_configs(scale: str, seeds: Iterable[int],
 def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = "final") -> list[RunConfig]:
     """Every run the book's notebooks read with their default parameters: the tables and the
     scorecard, MLC's successors, the sensitivity sweeps, on a generated set the head-offset dial
-    and, at `shapes` scale, the setting study's candidates."""
+    and, at `shapes` scale, the setting study's candidates and the seeds that decide a claim."""
     seeds = list(seeds)
     configs = {c.name: c for c in scorecard_configs(scale, seeds, final_schedule)}
     grids = [SUCCESSORS, sweep_grid(FCOS_MINUS, "gamma", GAMMAS, {"iur": True}),
@@ -157,4 +175,5 @@ def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = 
         study = setting_grid(SETTING_CANDIDATES)
         configs.update((c.name, c) for c in grid_configs(study, scale, [
             s for s in seeds if s in SETTING_SEEDS]))
+    configs.update((c.name, c) for c in deciding_configs(scale, seeds))
     return list(configs.values())

@@ -127,6 +127,7 @@ def what_was_run(runs: list[dict], scale: str, seeds: list[int]) -> pd.DataFrame
     CPU each was trained on with its kernel levels, thread count and kernel fingerprint
     (records made before these were kept say "not recorded")."""
     done = [r["record"] for r in runs if r["record"] is not None]
+    extra = sorted({r["config"].seed for r in runs} - set(seeds))
 
     def counted(values: list[str]) -> str:
         counts = {v: values.count(v) for v in sorted(set(values))}
@@ -142,7 +143,8 @@ def what_was_run(runs: list[dict], scale: str, seeds: list[int]) -> pd.DataFrame
     rows = {
         "runs needed": len(runs),
         "runs finished": len(done),
-        "seeds": ", ".join(map(str, seeds)),
+        "seeds": ", ".join(map(str, seeds)) + (f"; {extra[0]}-{extra[-1]} for the claims that "
+                                                "needed more (grids.DECIDING)" if extra else ""),
         "devices": counted([r["run"]["device"] for r in done]),
         "training hours": round(sum(r["run"]["train_seconds_this_call"] for r in done) / 3600, 2),
         "training code versions": counted(made("code_version")),
