@@ -4,6 +4,7 @@ every test and subprocess runs torch's CPU kernels at the pinned level (mlc.util
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -51,6 +52,15 @@ def pytest_collection_finish(session):
         from test_committed_results import start_retraining
 
         RETRAIN.update(start_retraining(_TMP / "retrain"))
+
+
+def pytest_unconfigure(config):
+    """Remove the session's temporary folder (about 200 MB of runs and data), stopping the
+    background retraining first where a test selection never waited for it."""
+    if RETRAIN and RETRAIN["process"].poll() is None:
+        RETRAIN["process"].kill()
+        RETRAIN["process"].wait()
+    shutil.rmtree(_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
