@@ -162,8 +162,8 @@ def test_iur_against_centerness_needs_ap_at_least_as_high(iur_ap, expected):
 
 
 def test_a_deciding_claim_reads_its_extra_seeds_and_no_other_claim_does():
-    """Claim 2's extra seeds (grids.DECIDING) decide it; claim 3 reads the same IUR runs but only
-    on the book's seeds."""
+    """Claim 2's extra seeds (grids.DECIDING) decide it; claims 3 and 4 read the same IUR runs but
+    only on the book's seeds; claim 1, whose fixed seeds are not run, says so."""
     def iur_fcos(seeds, gaps):
         runs = [_run("fcos", s, {"AP": 10.0 + s, "divergence": {"mean": 0.40}}) for s in seeds]
         runs += [_run("fcos_minus", s, {"AP": 10.0 + s + g, "divergence": {"mean": 0.45 + s / 1000},
@@ -179,7 +179,8 @@ def test_a_deciding_claim_reads_its_extra_seeds_and_no_other_claim_does():
     assert card.iloc[1]["verdict"] == "contradicted"
     assert card.iloc[1]["evidence"].startswith("on 16 seeds, fixed in advance: correlation")
     assert card.iloc[2].equals(alone.iloc[2])  # claim 3: the book's three seeds only
-    assert not card.iloc[0]["evidence"].startswith("on ")
+    assert card.iloc[0]["evidence"].startswith("on 0 of the 27 seeds fixed in advance (the rest not run)")
+    assert card.iloc[3].equals(alone.iloc[3])  # claim 4 reads the IUR runs on the book's seeds
 
 
 def test_figures_are_drawn_with_the_books_style():

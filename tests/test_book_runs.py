@@ -55,12 +55,22 @@ def test_book_configs_cover_tables_sweeps_and_dial():
 
 def test_claims_left_undecided_get_their_fixed_seeds_only_in_the_full_book():
     extra = grids.deciding_configs("shapes", range(7))
-    assert {(c.detector, c.iur) for c in extra} == {("fcos_minus", True), ("fcos", False)}
-    assert sorted({c.seed for c in extra}) == list(range(7, 16)) and len(extra) == 18
+
+    def row(c):
+        return c.detector, c.ml, c.alignment, c.iur
+
+    claim1 = {("fcos_minus", True, False, False), ("fcos_minus", False, True, False)}  # ML, alignment
+    claim2 = {("fcos_minus", False, False, True), ("fcos", False, False, False)}  # + IUR, FCOS
+    seeds = {r: sorted(c.seed for c in extra if row(c) == r) for r in claim1 | claim2}
+    assert {row(c) for c in extra} == claim1 | claim2
+    assert all(seeds[r] == list(range(7, 27)) for r in claim1)  # 27 seeds in all
+    assert all(seeds[r] == list(range(7, 16)) for r in claim2)  # 16
+    assert len(extra) == 40 + 18
     assert {c.name for c in extra} <= {c.name for c in grids.book_configs("shapes", range(7))}
-    assert len(grids.deciding_configs("shapes", range(10))) == 12
+    assert len(grids.deciding_configs("shapes", range(10))) == 34 + 12
     assert grids.deciding_configs("shapes", [0]) == grids.deciding_configs("smoke", range(7)) == []
-    assert grids.deciding_configs("shapes", range(16)) == []
+    assert len(grids.deciding_configs("shapes", range(16))) == 22  # claim 1's seeds 16-26
+    assert grids.deciding_configs("shapes", range(27)) == []
 
 
 @pytest.mark.parametrize("overrides", [{}, {"ml": True, "alpha": 1.0}, {"head_offset": 0.0},

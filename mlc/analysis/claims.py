@@ -117,8 +117,10 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
     card = pd.DataFrame(claims, columns=["claim", "evidence", "verdict"]).set_index("claim")
     if deciding_runs:
         for n, claim in DECIDING.items():
-            seeds = _seeds_read(on(n), claim["rows"])
-            card.iloc[n - 1, 0] = f"on {len(seeds)} seeds, fixed in advance: {card.iloc[n - 1, 0]}"
+            read, fixed = len(_seeds_read(on(n), claim["rows"])), claim["seeds"]
+            on_seeds = (f"on {read} seeds, fixed in advance" if read == fixed else
+                        f"on {read} of the {fixed} seeds fixed in advance (the rest not run)")
+            card.iloc[n - 1, 0] = f"{on_seeds}: {card.iloc[n - 1, 0]}"
     return card
 
 
