@@ -66,6 +66,7 @@ def test_claims_left_undecided_get_their_fixed_seeds_only_in_the_full_book():
     assert all(seeds[r] == list(range(7, 27)) for r in claim1)  # 27 seeds in all
     assert all(seeds[r] == list(range(7, 16)) for r in claim2)  # 16
     assert len(extra) == 40 + 18
+    assert {row(c) for c in grids.deciding_configs("shapes", range(7), claims=[1])} == claim1
     assert {c.name for c in extra} <= {c.name for c in grids.book_configs("shapes", range(7))}
     assert len(grids.deciding_configs("shapes", range(10))) == 34 + 12
     assert grids.deciding_configs("shapes", [0]) == grids.deciding_configs("smoke", range(7)) == []

@@ -79,13 +79,16 @@ DECIDING = {1: {"rows": [_ROW["FCOS− + ML"], _ROW["FCOS− + alignment"]], "se
             2: {"rows": [_ROW["FCOS− + IUR"], _ROW["FCOS"]], "seeds": 16}}
 
 
-def deciding_configs(scale: str, seeds: Iterable[int]) -> list[RunConfig]:
-    """The runs DECIDING's claims add to the book's: their rows on the seeds after the book's,
-    up to each claim's number; none unless the book reads seeds 0-6 at `shapes` scale."""
+def deciding_configs(scale: str, seeds: Iterable[int],
+                     claims: Iterable[int] | None = None) -> list[RunConfig]:
+    """The runs DECIDING's claims (or those of `claims`) add to the book's: their rows on the
+    seeds after the book's, up to each claim's number; none unless the book reads seeds 0-6 at
+    `shapes` scale."""
     seeds = sorted(seeds)
     if scale != "shapes" or not set(range(BOOK_SEEDS)) <= set(seeds):
         return []
-    return [cfg for claim in DECIDING.values()
+    chosen = DECIDING if claims is None else {n: DECIDING[n] for n in claims}
+    return [cfg for claim in chosen.values()
             for cfg in grid_configs(claim["rows"], scale, range(seeds[-1] + 1, claim["seeds"]))]
 
 
