@@ -37,6 +37,8 @@ def test_notebook_sweeps_are_the_ones_make_reproduce_trains():
     assert _defaults("successors")["grid"] == grids.SUCCESSORS
     assert _defaults("setting")["candidates"] == grids.SETTING_CANDIDATES
     assert _defaults("setting")["study_seeds"] == grids.SETTING_SEEDS
+    assert _defaults("setting")["rpn_lrs"] == grids.RPN_LRS
+    assert _defaults("setting")["former_rpn_lr"] in grids.RPN_LRS
 
 
 def test_book_configs_cover_tables_sweeps_and_dial():
@@ -50,6 +52,11 @@ def test_book_configs_cover_tables_sweeps_and_dial():
         (d, vfl, not vfl) for d in ("fcos_minus", "retinanet") for vfl in (True, False)}
     assert {c.scale for c in configs} == {"shapes", "shapes-v1", "shapes-600"}  # the study
     assert {c.seed for c in configs if c.scale != "shapes"} == {0, 1}
+    rpn_lrs = {c.lr for c in configs if c.detector == "rpn" and not (c.ml or c.iur)}
+    assert rpn_lrs == set(grids.RPN_LRS)  # the sweep, whose best is the scale's RPN lr
+    assert {c.lr for c in configs if c.detector == "rpn" and (c.ml or c.iur)} == {
+        make_config("rpn", "shapes").lr}  # ML and IUR at the baseline's lr
+    assert make_config("rpn", "shapes").lr in rpn_lrs
     assert {c.head_offset for c in grids.book_configs("coco", [0])} == {None}
 
 

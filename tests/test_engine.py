@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from mlc.config import make_config
+from mlc.config import RPN_LR_MULTIPLIER, make_config
 from mlc.engine import GlobalBatchSampler, learning_rate
 from mlc.figures import load_model
 from mlc.runs import get_or_train
@@ -26,6 +26,9 @@ def test_paper_schedules():
     assert learning_rate(cfg, 16, 10**6) == pytest.approx(0.001)  # the 17th epoch
     assert learning_rate(cfg, 18, 10**6) == pytest.approx(0.0001)
     assert make_config("rpn", "coco").lr == 0.02
+    # The shapes scale: 4x the paper's lr at its batch of 8, RPN at its own multiple.
+    assert make_config("retinanet", "shapes").lr == pytest.approx(0.01 * 8 / 16 * 4)
+    assert make_config("rpn", "shapes").lr == pytest.approx(0.02 * 8 / 16 * RPN_LR_MULTIPLIER)
 
 
 def test_global_batches_do_not_depend_on_the_number_of_processes():

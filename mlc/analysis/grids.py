@@ -113,6 +113,17 @@ def setting_grid(candidates: list[str]) -> list[dict]:
                                         ("+ ML + IUR", {"ml": True, "iur": True}, "method"))]
 
 
+# RPN's learning rate at the `shapes` scale (the same page): the baseline alone, on the study's
+# seeds, at 2x-64x the paper's lr scaled to the batch; the scale's RPN lr is one of them
+# (mlc.config.RPN_LR_MULTIPLIER), and ML and IUR train at the baseline's. Part of the full book only.
+RPN_LRS = [0.02, 0.04, 0.08, 0.16, 0.32, 0.64]
+
+
+def rpn_lr_grid(lrs: list[float]) -> list[dict]:
+    """Grid rows of the RPN baseline at each learning rate."""
+    return sweep_grid(RPN, "lr", lrs)
+
+
 # The sweeps the book runs by default (the notebooks' parameter cells hold the same values).
 GAMMAS = [0.5, 1.0, 2.0]  # IUR's loss weight, on FCOS− + IUR
 ALPHAS = [0.0, 0.5, 2.0]  # ML's alpha, on RPN + ML
@@ -176,7 +187,8 @@ def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = 
     for grid in grids:
         configs.update((c.name, c) for c in grid_configs(grid, scale, seeds))
     if scale == "shapes":  # the setting study, on the seeds of SETTING_SEEDS the book trains
-        study = setting_grid(SETTING_CANDIDATES)
+        study = setting_grid(SETTING_CANDIDATES) + (
+            rpn_lr_grid(RPN_LRS) if set(range(BOOK_SEEDS)) <= set(seeds) else [])
         configs.update((c.name, c) for c in grid_configs(study, scale, [
             s for s in seeds if s in SETTING_SEEDS]))
     configs.update((c.name, c) for c in deciding_configs(scale, seeds))
