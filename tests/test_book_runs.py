@@ -52,11 +52,13 @@ def test_book_configs_cover_tables_sweeps_and_dial():
         (d, vfl, not vfl) for d in ("fcos_minus", "retinanet") for vfl in (True, False)}
     assert {c.scale for c in configs} == {"shapes", "shapes-v1", "shapes-600"}  # the study
     assert {c.seed for c in configs if c.scale != "shapes"} == {0, 1}
-    rpn_lrs = {c.lr for c in configs if c.detector == "rpn" and not (c.ml or c.iur)}
-    assert rpn_lrs == set(grids.RPN_LRS)  # the sweep, whose best is the scale's RPN lr
-    assert {c.lr for c in configs if c.detector == "rpn" and (c.ml or c.iur)} == {
+    assert {c.lr for c in configs if c.detector == "rpn"} == {make_config("rpn", "shapes").lr}
+    full = grids.book_configs("shapes", range(7))  # RPN's lr sweep is part of the full book
+    rpn_lrs = {(c.lr, c.seed) for c in full if c.detector == "rpn" and not (c.ml or c.iur)}
+    assert rpn_lrs == {(lr, s) for lr in grids.RPN_LRS for s in (0, 1)} | {
+        (make_config("rpn", "shapes").lr, s) for s in range(7)}
+    assert {c.lr for c in full if c.detector == "rpn" and (c.ml or c.iur)} == {
         make_config("rpn", "shapes").lr}  # ML and IUR at the baseline's lr
-    assert make_config("rpn", "shapes").lr in rpn_lrs
     assert {c.head_offset for c in grids.book_configs("coco", [0])} == {None}
 
 

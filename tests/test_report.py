@@ -29,6 +29,7 @@ def test_provenance_line_says_what_was_trained_and_what_was_read():
     line = provenance_line(runs, "notebooks/x.ipynb")
     assert line == ("Made by notebooks/x.ipynb from 2 run(s) at scale smoke: 1 trained by this notebook, "
                     "1 read from their result files, 1 not run; code abcdef1234; dated 2026-11-26.")
+    assert provenance_line([], "notebooks/x.ipynb") == "Made by notebooks/x.ipynb: no run at this scale."
 
 
 def test_benchmark_ratios_merge_reports_and_divide_by_the_baseline():

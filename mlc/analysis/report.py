@@ -109,6 +109,8 @@ def term_curves(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
 
 def provenance_line(runs: list[dict], made_by: str) -> str:
     """One line under a table or figure: what made it, from which runs, trained now or read."""
+    if not runs:
+        return f"Made by {made_by}: no run at this scale."
     done = [r["record"] for r in runs if r["record"] is not None]
     now = sum(r["trained_now"] for r in done)
     commits = sorted({r["provenance"]["git_commit"][:10] for r in done})
