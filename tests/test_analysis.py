@@ -212,6 +212,8 @@ def test_sweeps_dial_floors_and_curves_draw_their_intervals():
     gamma = grids.sweep_grid("fcos_minus", "gamma", [0.5, 1.0], {"iur": True})
     fig = plots.sweep(gamma, runs, "gamma", {"AP": "AP"}, "gamma")
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.5", "1.0"]
+    fig = plots.sweep(gamma, runs, "gamma", {"AP": "AP"}, "gamma", per_seed_lines=True)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["0", "1", "2"]
     fig = plots.floors(gamma, runs, "floors")
     assert len(fig.axes[0].get_lines()) >= 2  # one line per method
     dial = grids.offset_grid([0.0, 0.5], 0.5)

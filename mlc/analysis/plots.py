@@ -99,9 +99,10 @@ def gains(grid: list[dict], runs: list[dict], paper: pd.DataFrame, columns: dict
 
 
 def sweep(grid: list[dict], runs: list[dict], field: str, keys: dict[str, str],
-          title: str) -> Figure | None:
+          title: str, per_seed_lines: bool = False) -> Figure | None:
     """Each metric {name: key} against the swept config field, mean over seeds with its 95%
-    interval."""
+    interval; with `per_seed_lines`, each seed's values as its own line instead (for a sweep on
+    two seeds, whose t-interval says little and one collapsed run would stretch the axis)."""
     rows = [{field: row["set"][field], "metric": name, "seed": s, "value": v}
             for row in grid for name, key in keys.items()
             for s, v in per_seed(runs, row, key).items() if v is not None]
@@ -110,9 +111,14 @@ def sweep(grid: list[dict], runs: list[dict], field: str, keys: dict[str, str],
     data = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, len(keys), squeeze=False, figsize=(WIDTH, 2.8))
     for ax, name in zip(axes[0], keys):
-        sns.pointplot(data=data[data["metric"] == name], x=field, y="value", errorbar=t_interval,
-                      color=OURS, capsize=0.2, ax=ax)
+        if per_seed_lines:
+            sns.pointplot(data=data[data["metric"] == name], x=field, y="value", hue="seed",
+                          errorbar=None, palette=PALETTE, ax=ax)
+        else:
+            sns.pointplot(data=data[data["metric"] == name], x=field, y="value",
+                          errorbar=t_interval, color=OURS, capsize=0.2, ax=ax)
         ax.set(ylabel=name, xlabel=field)
+        ax.tick_params(axis="x", labelrotation=45)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
