@@ -136,12 +136,14 @@ def mkl_isa() -> str:
 
 
 def _level_named(text: str) -> str:
+    """The level a library's header names, or 'unknown' when it names none (MKL on an AMD CPU
+    says only "Intel(R) Architecture processors")."""
     for named, level in (("AMX", "AVX512_AMX"), ("AVX10", "AVX512"), ("AVX-512", "AVX512"),
                          ("AVX512", "AVX512"), ("AVX2", "AVX2"), ("AVX", "AVX"),
                          ("SSE4", "SSE4")):
         if named in text:
             return level
-    return text.strip()
+    return "unknown"
 
 
 def isa_from_verbose(text: str) -> str:
@@ -164,6 +166,13 @@ def level() -> dict:
     return {"cpu_model": cpu_model(), "aten_capability": torch.backends.cpu.get_cpu_capability(),
             "onednn_isa": onednn_isa(), "mkl_isa": mkl_isa(),
             "kernels": "native" if opted_out() or unpinnable_reason() else "pinned"}
+
+
+def is_pinned(level: dict) -> bool:
+    """True when a `level()` (or a record's provenance) shows ATen and oneDNN at the pinned
+    level, and MKL too where it names its level (on a CPU not made by Intel it names none)."""
+    return (level["aten_capability"], level["onednn_isa"]) == (PINNED, PINNED) \
+        and level["mkl_isa"] in (PINNED, "unknown")
 
 
 def check() -> dict:
