@@ -183,6 +183,24 @@ def test_a_deciding_claim_reads_its_extra_seeds_and_no_other_claim_does():
     assert card.iloc[3].equals(alone.iloc[3])  # claim 4 reads the IUR runs on the book's seeds
 
 
+def test_a_claim_read_on_its_fixed_seeds_plans_no_more():
+    """An inconclusive part names the seeds that would decide it, except for a claim read on the
+    seeds fixed for it in advance: that number was spent, not to be raised after the look."""
+    def iur_fcos(seeds, gaps):
+        runs = [_run("fcos", s, {"AP": 10.0 + s, "divergence": {"mean": 0.40}}) for s in seeds]
+        runs += [_run("fcos_minus", s, {"AP": 10.0 + s + g, "divergence": {"mean": 0.45 + s / 1000}},
+                      iur=True) for s, g in zip(seeds, gaps)]
+        return runs
+
+    gaps = [-2.0, 1.0, -1.5, 1.2] * 4  # inconclusive on the first 7 seeds and on all 16
+    alone = claims.scorecard(iur_fcos(range(7), gaps[:7]), [])
+    card = claims.scorecard(iur_fcos(range(7), gaps[:7]), [], iur_fcos(range(7, 16), gaps[7:]))
+    assert "AP" in alone.iloc[1]["evidence"] and "seeds would decide it)" in alone.iloc[1]["evidence"]
+    assert card.iloc[1]["evidence"].startswith("on 16 seeds, fixed in advance")
+    assert "AP -0.3" in card.iloc[1]["evidence"] and "(inconclusive)" in card.iloc[1]["evidence"]
+    assert "would decide" not in card.iloc[1]["evidence"]
+
+
 def test_figures_are_drawn_with_the_books_style():
     plots.style()
     runs = _claim1_runs([11.0, 12.2, 13.1], [10.0, 11.0, 12.0])

@@ -42,12 +42,13 @@ def _gap(runs: list[dict], a: dict, b: dict, key_a: str, key_b: str) -> dict | N
                              {s: second[s] - base_second[s] for s in seeds})
 
 
-def _part(name: str, diff: dict | None, band: float = POINTS) -> tuple[str, str]:
+def _part(name: str, diff: dict | None, band: float = POINTS, plan: bool = True) -> tuple[str, str]:
     """(evidence text, verdict) of one part of a claim; an inconclusive part says how many
-    seeds its mean and spread would need to decide."""
+    seeds its mean and spread would need to decide, unless `plan` is False (a claim read on the
+    seeds fixed for it: that number was spent, and it is not raised after the look)."""
     v = verdict(diff, band)
     note = ""
-    if v == INCONCLUSIVE:
+    if v == INCONCLUSIVE and plan:
         needed = seeds_to_decide(diff, band)
         note = f"; {needed} seeds would decide it" if needed else "; over 100 seeds to decide"
     return f"{name} {format_interval(diff, 2 if band == CORRELATION else 1)} ({v}{note})", v
@@ -71,36 +72,39 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
     def on(claim: int) -> list[dict]:
         return list(runs) + list(deciding_runs) if claim in DECIDING else runs
 
+    def part(claim: int, name: str, diff: dict | None, band: float = POINTS) -> tuple[str, str]:
+        return _part(name, diff, band, plan=not (deciding_runs and claim in DECIDING))
+
     corr, ap = "divergence.mean", "AP"
     align, ml = _row(FCOS_MINUS, alignment=True), _row(FCOS_MINUS, ml=True)
     iur, fcos = _row(FCOS_MINUS, iur=True), _row("fcos")
     iou_nms = _row(FCOS_MINUS, source="iou_nms", iur=True)
     claims = [_claim("1. ML raises FCOS−'s correlation and AP more than prediction alignment",
-                     [_part("AP ML − alignment", _diff(on(1), ml, align, ap)),
-                      _part("correlation", _diff(on(1), ml, align, corr), CORRELATION)])]
+                     [part(1, "AP ML − alignment", _diff(on(1), ml, align, ap)),
+                      part(1, "correlation", _diff(on(1), ml, align, corr), CORRELATION)])]
 
     # "AP at least as high": no effect on AP is enough, a significant drop contradicts.
-    parts = [_part("correlation IUR − centerness", _diff(on(2), iur, fcos, corr), CORRELATION),
-             _part("AP", _diff(on(2), iur, fcos, ap))]
+    parts = [part(2, "correlation IUR − centerness", _diff(on(2), iur, fcos, corr), CORRELATION),
+             part(2, "AP", _diff(on(2), iur, fcos, ap))]
     claims.append(_claim("2. IUR raises the correlation far more than centerness, AP at least as "
                          "high", parts,
                          combined([parts[0][1], HELD if parts[1][1] == NO_EFFECT else parts[1][1]])))
 
     claims.append(_claim("3. IoU-NMS on IUR's IoUs scores below IUR's rescoring",
-                         [_part("AP rescoring − IoU-NMS", _diff(on(3), iur, iou_nms, ap))]))
+                         [part(3, "AP rescoring − IoU-NMS", _diff(on(3), iur, iou_nms, ap))]))
 
     parts = []
     for det in (FCOS_MINUS, RETINANET):
         both = _row(det, ml=True, iur=True)
         for single, name in ((_row(det, ml=True), "ML"), (_row(det, iur=True), "IUR")):
-            parts.append(_part(f"{det} AP ML+IUR − {name}", _diff(on(4), both, single, ap)))
+            parts.append(part(4, f"{det} AP ML+IUR − {name}", _diff(on(4), both, single, ap)))
     claims.append(_claim("4. ML and IUR are complementary: ML+IUR is best (FCOS−, RetinaNet)", parts))
 
     parts, means = [], {}
     for flags, name in (({"ml": True}, "ML"), ({"iur": True}, "IUR")):
         for k in ("AR100", "AR300", "AR1000"):
             d = _diff(on(5), _row(RPN, **flags), _row(RPN), k)
-            parts.append(_part(f"{name} {k}", d))
+            parts.append(part(5, f"{name} {k}", d))
             means[(name, k)] = None if d is None else d["mean"]
     v = combined([p[1] for p in parts])
     if v == HELD and not all(means[(n, "AR100")] >= max(means[(n, "AR300")], means[(n, "AR1000")])
@@ -109,7 +113,7 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
     claims.append(_claim("5. ML and IUR raise RPN AR@100/300/1000, most at AR@100", parts, v))
 
     claims.append(_claim("6. MLC lifts AP75 more than AP50 (24-epoch schedule)",
-                         [_part(f"{det} AP75 gain − AP50 gain",
+                         [part(6, f"{det} AP75 gain − AP50 gain",
                                 _gap(final_runs, _row(det, ml=True, iur=True), _row(det), "AP75", "AP50"))
                           for det in (FCOS_MINUS, RETINANET)]))
 
