@@ -56,7 +56,7 @@ def test_book_configs_cover_tables_sweeps_and_dial():
     full = grids.book_configs("shapes", range(7))  # RPN's lr sweep is part of the full book
     rpn_lrs = {(c.lr, c.seed) for c in full if c.detector == "rpn" and not (c.ml or c.iur)}
     assert rpn_lrs == {(lr, s) for lr in grids.RPN_LRS for s in (0, 1)} | {
-        (make_config("rpn", "shapes").lr, s) for s in range(7)}
+        (make_config("rpn", "shapes").lr, s) for s in range(12)}  # seeds 7-11 decide claim 5
     assert {c.lr for c in full if c.detector == "rpn" and (c.ml or c.iur)} == {
         make_config("rpn", "shapes").lr}  # ML and IUR at the baseline's lr
     assert {c.head_offset for c in grids.book_configs("coco", [0])} == {None}
@@ -70,14 +70,17 @@ def test_claims_left_undecided_get_their_fixed_seeds_only_in_the_full_book():
 
     claim1 = {("fcos_minus", True, False, False), ("fcos_minus", False, True, False)}  # ML, alignment
     claim2 = {("fcos_minus", False, False, True), ("fcos", False, False, False)}  # + IUR, FCOS
-    seeds = {r: sorted(c.seed for c in extra if row(c) == r) for r in claim1 | claim2}
-    assert {row(c) for c in extra} == claim1 | claim2
+    claim5 = {("rpn", False, False, False), ("rpn", True, False, False), ("rpn", False, False, True)}
+    seeds = {r: sorted(c.seed for c in extra if row(c) == r) for r in claim1 | claim2 | claim5}
+    assert {row(c) for c in extra} == claim1 | claim2 | claim5
     assert all(seeds[r] == list(range(7, 27)) for r in claim1)  # 27 seeds in all
     assert all(seeds[r] == list(range(7, 16)) for r in claim2)  # 16
-    assert len(extra) == 40 + 18
+    assert all(seeds[r] == list(range(7, 12)) for r in claim5)  # 12
+    assert len(extra) == 40 + 18 + 15
     assert {row(c) for c in grids.deciding_configs("shapes", range(7), claims=[1])} == claim1
+    assert {row(c) for c in grids.deciding_configs("shapes", range(7), claims=[5])} == claim5
     assert {c.name for c in extra} <= {c.name for c in grids.book_configs("shapes", range(7))}
-    assert len(grids.deciding_configs("shapes", range(10))) == 34 + 12
+    assert len(grids.deciding_configs("shapes", range(10))) == 34 + 12 + 6  # seeds 10 on
     assert grids.deciding_configs("shapes", [0]) == grids.deciding_configs("smoke", range(7)) == []
     assert len(grids.deciding_configs("shapes", range(16))) == 22  # claim 1's seeds 16-26
     assert grids.deciding_configs("shapes", range(27)) == []

@@ -76,7 +76,8 @@ NOISE_PARTS = [[f"{where}: {a} − {b}", _ROW[a], _ROW[b], key] for where, a, b,
 # extra seeds extend only the full book at `shapes` scale (seeds 0-6 or more).
 BOOK_SEEDS = 7
 DECIDING = {1: {"rows": [_ROW["FCOS− + ML"], _ROW["FCOS− + alignment"]], "seeds": 27},
-            2: {"rows": [_ROW["FCOS− + IUR"], _ROW["FCOS"]], "seeds": 16}}
+            2: {"rows": [_ROW["FCOS− + IUR"], _ROW["FCOS"]], "seeds": 16},
+            5: {"rows": [_ROW["RPN"], _ROW["RPN + ML"], _ROW["RPN + IUR"]], "seeds": 12}}
 
 
 def deciding_configs(scale: str, seeds: Iterable[int],
