@@ -13,7 +13,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mlc.analysis import claims, grids, plots, stats, tables
-from mlc.config import make_config
+from mlc.config import SCALES, make_config
 
 matplotlib.use("Agg")
 
@@ -411,3 +411,20 @@ def test_gains_on_the_first_images_beside_the_whole_set():
     del runs[3]["record"]["metrics"]["val_first"]
     table = noise.subset_table(runs, parts)
     assert table.loc[("ML − base", "AP"), "first 4 images: gain"] == "+1.0"  # one seed left
+
+
+def test_offsets_meeting_both_goals_read_the_baselines_means():
+    """At each head offset FCOS−'s mean AP and correlation decide whether that set meets both
+    goals (AP at least the goal, correlation at most it); the method's runs do not count."""
+    default = SCALES["smoke"].shapes.head_offset
+    grid = grids.offset_grid([default, 1.0], default)
+    runs = [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": c}}, **where)
+            for where, aps, c in (({}, (36.0, 35.0), 0.52), ({"head_offset": 1.0}, (35.5, 36.5), 0.48))
+            for s, ap in enumerate(aps)]
+    runs += [_run("fcos_minus", s, {"AP": 20.0, "divergence": {"mean": 0.3}}, ml=True, iur=True,
+                  head_offset=1.0) for s in (0, 1)]
+    table = tables.offset_table(grid, runs)
+    assert table.loc[1.0, "_ap"] == pytest.approx(36.0) and table.loc[1.0, "_corr"] == pytest.approx(0.48)
+    assert tables.offsets_meeting_goals(table, 35.0, 0.5) == [1.0]
+    assert tables.offsets_meeting_goals(table, 36.5, 0.5) == []
+    assert tables.offsets_meeting_goals(table, 35.0, 0.55) == [default, 1.0]

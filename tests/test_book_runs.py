@@ -38,6 +38,7 @@ def test_notebook_sweeps_are_the_ones_make_reproduce_trains():
     assert _defaults("setting")["candidates"] == grids.SETTING_CANDIDATES
     assert _defaults("setting")["study_seeds"] == grids.SETTING_SEEDS
     assert _defaults("setting")["rpn_lrs"] == grids.RPN_LRS
+    assert _defaults("setting")["goal_offsets"] == grids.GOAL_OFFSETS
     assert _defaults("setting")["former_rpn_lr"] in grids.RPN_LRS
 
 
@@ -57,6 +58,9 @@ def test_book_configs_cover_tables_sweeps_and_dial():
     rpn_lrs = {(c.lr, c.seed) for c in full if c.detector == "rpn" and not (c.ml or c.iur)}
     assert rpn_lrs == {(lr, s) for lr in grids.RPN_LRS for s in (0, 1)} | {
         (make_config("rpn", "shapes").lr, s) for s in range(12)}  # seeds 7-11 decide claim 5
+    offsets = {(c.head_offset, c.ml and c.iur, c.seed) for c in full if c.detector == "fcos_minus"
+               and c.head_offset not in (None, 0.0, 1.0)}  # both goals: 0.8 on the study's seeds
+    assert offsets == {(0.8, m, s) for m in (False, True) for s in (0, 1)}
     assert {c.lr for c in full if c.detector == "rpn" and (c.ml or c.iur)} == {
         make_config("rpn", "shapes").lr}  # ML and IUR at the baseline's lr
     assert {c.head_offset for c in grids.book_configs("coco", [0])} == {None}

@@ -125,6 +125,13 @@ def rpn_lr_grid(lrs: list[float]) -> list[dict]:
     return sweep_grid(RPN, "lr", lrs)
 
 
+# Both goals on one set (the same page): FCOS− and FCOS− + ML + IUR on the study's seeds at head
+# offsets around the scale's own (0.7), to see whether moving the head out brings FCOS−'s
+# correlation to the goal before its AP leaves it. 0.7 and 1.0 are the dial's runs; part of the
+# full book only.
+GOAL_OFFSETS = [0.7, 0.8, 1.0]
+
+
 # The sweeps the book runs by default (the notebooks' parameter cells hold the same values).
 GAMMAS = [0.5, 1.0, 2.0]  # IUR's loss weight, on FCOS− + IUR
 ALPHAS = [0.0, 0.5, 2.0]  # ML's alpha, on RPN + ML
@@ -189,7 +196,8 @@ def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = 
         configs.update((c.name, c) for c in grid_configs(grid, scale, seeds))
     if scale == "shapes":  # the setting study, on the seeds of SETTING_SEEDS the book trains
         study = setting_grid(SETTING_CANDIDATES) + (
-            rpn_lr_grid(RPN_LRS) if set(range(BOOK_SEEDS)) <= set(seeds) else [])
+            rpn_lr_grid(RPN_LRS) + offset_grid(GOAL_OFFSETS, shapes.head_offset)
+            if set(range(BOOK_SEEDS)) <= set(seeds) else [])
         configs.update((c.name, c) for c in grid_configs(study, scale, [
             s for s in seeds if s in SETTING_SEEDS]))
     configs.update((c.name, c) for c in deciding_configs(scale, seeds))

@@ -140,7 +140,7 @@ def floor_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
 def offset_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
     """Per head offset: the baseline's correlation and AP, the method's AP and its gain (mean ±
     std over seeds; the gain with a paired 95% interval when there are several seeds), and the
-    means the text reads (`_corr`, `_gain`)."""
+    means the text reads (`_corr`, `_ap`, `_gain`)."""
     out = {}
     for off in sorted({r["offset"] for r in grid}):
         base = next(r for r in grid if r["offset"] == off and r["role"] == "baseline")
@@ -153,10 +153,20 @@ def offset_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
                     "FCOS− + MLC AP": mean_std(list(ap_m.values())),
                     "MLC's AP gain": format_interval(gain),
                     "_corr": _mean(corr.values()),
+                    "_ap": _mean(ap_b.values()),
                     "_gain": None if gain is None else gain["mean"]}
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "head offset"
     return table
+
+
+def offsets_meeting_goals(table: pd.DataFrame, ap_goal: float, correlation_goal: float) -> list[float]:
+    """The head offsets of an `offset_table` at which FCOS−'s mean AP reaches `ap_goal` and its
+    mean correlation stays at or below `correlation_goal`: sets with working detectors and a
+    divergence left to fix."""
+    known = table.dropna(subset=["_ap", "_corr"])
+    return [off for off, row in known.iterrows()
+            if row["_ap"] >= ap_goal and row["_corr"] <= correlation_goal]
 
 
 def method_points(runs: list[dict]) -> pd.DataFrame:
