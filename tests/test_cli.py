@@ -56,7 +56,7 @@ def test_train_then_eval_through_the_cli(tmp_path):
     made = json.loads((tmp_path / "results" / "smoke" / f"{out['name']}.json").read_text())["provenance"]
     assert {"cpu_model", *cpu.LIBRARIES.values(), "kernels", "threads", "kernel_fingerprint"} <= set(made)
     if cpu.unpinnable_reason() is None:
-        assert [made[key] for key in cpu.LIBRARIES.values()] == ["AVX2"] * 3
+        assert cpu.is_pinned(made), made
         assert made["kernels"] == "pinned"
     assert set(out["metrics"]) == {"AP", "AP50", "AP75", "APS", "APM", "APL", "divergence",
                                    "divergence_by_floor", "val_halves"}
