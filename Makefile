@@ -41,7 +41,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e ".[book,test]" 2>&1 | $(QUIET_PIP)
-	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	TMPDIR=$(abspath $(VENV)) $(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null  # its empty temp folder stays in .venv
 	touch $(STAMP)
 
 data: venv  ## the scale's data set (generated for smoke and shapes; COCO must be downloaded)

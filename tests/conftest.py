@@ -22,6 +22,8 @@ _TMP = Path(tempfile.mkdtemp(prefix="mlc-tests-"))
 os.environ.setdefault("MLC_RUNS", str(_TMP / "runs"))
 os.environ.setdefault("MLC_DATA", str(_TMP / "data"))
 os.environ.setdefault("MLC_RESULTS", str(_TMP / "results"))
+(_TMP / "tmp").mkdir()
+os.environ["TMPDIR"] = str(_TMP / "tmp")  # subprocesses' temporary files (torchrun's among them)
 for _committed in sorted((Path(__file__).resolve().parents[1] / "results").glob("shapes*")):
     _link = Path(os.environ["MLC_RESULTS"]) / _committed.name
     if _committed.is_dir() and not _link.exists():
