@@ -15,7 +15,7 @@ SEED_LIST := [$(shell seq -s ', ' 0 $$(( $(SEEDS) - 1 )))]
 # pip lists every local index it skips; those lines say nothing a user needs.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks kernels-native lint clean
+.PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks kernels-native machine-runs lint clean
 
 reproduce: venv data  ## generate data, train what is missing, execute notebooks, build the book
 	@start=$$(date +%s); \
@@ -82,6 +82,15 @@ NATIVE_RUNS := "--detector fcos_minus --seed 0" "--detector fcos_minus --seed 1"
 kernels-native: venv  ## retrain the noise study's runs at the machine's own kernel level
 	for args in $(NATIVE_RUNS); do \
 	  OMP_NUM_THREADS=1 MLC_CPU_KERNELS=native MLC_RESULTS=results/kernels-native MLC_RUNS=runs/kernels-native \
+	  $(PY) -m mlc train --quiet $$args || exit 1; done
+
+# The noise study's other machine part: the same runs retrained at the pinned level on this CPU,
+# recorded under results/machines/<kernel fingerprint>/ (one thread each, as committed); a folder
+# whose fingerprint is the committed runs' own says nothing new.
+machine-runs: venv  ## retrain the noise study's runs at the pinned level, under this CPU's fingerprint
+	fp=$$(OMP_NUM_THREADS=1 $(PY) -c "from mlc.util import cpu; cpu.pin(); from mlc.runs import kernel_fingerprint; print(kernel_fingerprint(1))") && \
+	for args in $(NATIVE_RUNS); do \
+	  OMP_NUM_THREADS=1 MLC_RESULTS=results/machines/$$fp MLC_RUNS=runs/machines/$$fp \
 	  $(PY) -m mlc train --quiet $$args || exit 1; done
 
 lint: venv

@@ -262,9 +262,11 @@ def test_noise_components_by_hand(tmp_path):
     name = runs[0]["config"].name
     (other / f"{name}.json").write_text('{"metrics": {"AP": 10.5}}')
     assert noise.machine_differences(runs, row, "AP", tmp_path / "native") == [0.5]
-    table = noise.noise_table(runs, [row], tmp_path / "native")
-    assert table.loc["FCOS−", "other kernels − pinned"] == "+0.50"
-    assert table.loc["FCOS−", "std from the machine"] == f"{0.5 / math.sqrt(2):.2f}"
+    table = noise.noise_table(runs, [row], {"own kernels": tmp_path / "native",
+                                            "another CPU": tmp_path / "elsewhere"})
+    assert table.loc["FCOS−", "own kernels: retrained − committed"] == "+0.50"
+    assert table.loc["FCOS−", "std from own kernels"] == f"{0.5 / math.sqrt(2):.2f}"
+    assert table.loc["FCOS−", "another CPU: retrained − committed"] == "not run"
     assert table.loc["FCOS−", "largest"] == "seed"
     # another thread count is not the machine's difference: refused, naming the file
     (other / f"{name}.json").write_text('{"metrics": {"AP": 10.5}, "provenance": {"threads": 2}}')
@@ -354,7 +356,8 @@ def test_noise_in_a_gain_by_hand():
     assert spreads["validation set"] == pytest.approx(math.sqrt(2) / 2)
     table = noise.gain_noise_table(runs, [(ml, base)])
     assert table.loc["FCOS− + ML − FCOS−", "std of the gain over seeds"] == "1.41"
-    assert "gain at other kernels − pinned gain" not in table.columns  # no other kernels asked
+    assert list(table.columns) == ["metric", "std of the gain over seeds",
+                                   "std of the gain from the validation set"]  # no other asked
 
 
 def test_noise_in_a_gain_from_the_machine(tmp_path):
@@ -371,14 +374,16 @@ def test_noise_in_a_gain_from_the_machine(tmp_path):
     base = {"label": "FCOS−", "detector": "fcos_minus", "set": {}, "key": "AP"}
     ml = {"label": "FCOS− + ML", "detector": "fcos_minus", "set": {"ml": True}, "key": "AP"}
     assert noise.machine_differences(runs, base, "AP", tmp_path / "native") == [-3.0, -1.0]
-    table = noise.gain_noise_table(runs, [(ml, base), (base, ml)], tmp_path / "native")
-    assert table.loc["FCOS− + ML − FCOS−", "gain at other kernels − pinned gain"] == "+1.00"
-    assert table.loc["FCOS− − FCOS− + ML", "gain at other kernels − pinned gain"] == "-1.00"
-    assert table.loc["FCOS− + ML − FCOS−", "std of the gain from the machine"] == \
+    table = noise.gain_noise_table(runs, [(ml, base), (base, ml)], {"own kernels": tmp_path / "native"})
+    assert table.loc["FCOS− + ML − FCOS−", "own kernels: retrained gain − committed gain"] == "+1.00"
+    assert table.loc["FCOS− − FCOS− + ML", "own kernels: retrained gain − committed gain"] == "-1.00"
+    assert table.loc["FCOS− + ML − FCOS−", "std of the gain from own kernels"] == \
         f"{1 / math.sqrt(2):.2f}"
-    summary = noise.machine_summary(runs, ml, base, tmp_path / "native")
-    assert "(seeds 0), FCOS− moved by -3.0 AP" in summary and "over it by +1.0" in summary
-    assert "levels compare only at one kernel level" in summary
+    summary = noise.machine_summary(runs, ml, base, "Own kernels", tmp_path / "native")
+    assert summary.startswith("Own kernels (seeds 0): FCOS− moved by -3.0 AP")
+    assert "over it by +1.0" in summary and "levels compare only where the CPU kernels" in summary
+    assert noise.machine_summary(runs, ml, base, "Another CPU", tmp_path / "elsewhere") == \
+        "Another CPU: no seed of FCOS− + ML and FCOS− was retrained."
 
 
 def test_gains_on_the_first_images_beside_the_whole_set():

@@ -3,8 +3,9 @@ machine. The seed's share is the spread over seeds; the validation set's is read
 headline metric on the two halves of the validation images (independent halves: the whole set's
 value has about a quarter of the variance of their difference) and measured by the same gains on
 the set's first 200 images, which every record also carries (`mlc.evaluation`); the machine's
-from runs retrained with the CPU's own kernels in place of the pinned ones (`mlc.util.cpu`), the
-same config and seed.
+from runs retrained, the same config and seed, where the CPU kernels round otherwise: with the
+CPU's own kernels in place of the pinned ones (`mlc.util.cpu`), or on another CPU at the pinned
+level. Each such set of records is an "other" (a name and its folder).
 """
 
 from __future__ import annotations
@@ -68,21 +69,22 @@ def gain_spreads(runs: list[dict], row: dict, base: dict, key: str) -> dict[str,
 
 
 def gain_noise_table(runs: list[dict], pairs: list[tuple[dict, dict]],
-                     other_root: Path | None = None) -> pd.DataFrame:
+                     others: dict[str, Path] | None = None) -> pd.DataFrame:
     """Per (method row, baseline row): the std of the paired gain over seeds, the validation
-    set's share of it and, where both rows were also retrained with other kernels (under
-    `other_root`), each seed's gain there minus its pinned gain (rows carry their `key`)."""
+    set's share of it and, for each of `others` (name: folder of retrained records) where both
+    rows were retrained, each seed's gain there minus its committed gain (rows carry their
+    `key`)."""
     out = {}
     for row, base in pairs:
         key = row["key"]
         spreads = gain_spreads(runs, row, base, key)
         entry = {"metric": key, "std of the gain over seeds": _fmt(spreads["seed"]),
                  "std of the gain from the validation set": _fmt(spreads["validation set"])}
-        if other_root is not None:
-            machine = machine_gain_differences(runs, row, base, key, other_root)
-            entry["gain at other kernels − pinned gain"] = (
+        for name, root in (others or {}).items():
+            machine = machine_gain_differences(runs, row, base, key, root)
+            entry[f"{name}: retrained gain − committed gain"] = (
                 ", ".join(f"{d:+.2f}" for d in machine) or "not run")
-            entry["std of the gain from the machine"] = _fmt(
+            entry[f"std of the gain from {name}"] = _fmt(
                 math.sqrt(statistics.fmean(d * d for d in machine) / 2) if machine else None)
         out[f"{row['label']} − {base['label']}"] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
@@ -92,36 +94,37 @@ def gain_noise_table(runs: list[dict], pairs: list[tuple[dict, dict]],
 
 def machine_gain_differences(runs: list[dict], row: dict, base: dict, key: str,
                              other_root: Path) -> list[float]:
-    """Per seed where both rows were retrained with other kernels: the gain of `row` over
-    `base` there minus the pinned gain."""
+    """Per seed where both rows were retrained under `other_root`: the gain of `row` over
+    `base` there minus the committed gain."""
     ours, theirs = (_machine_pairs(runs, r, key, other_root) for r in (row, base))
     return [(ours[s][0] - theirs[s][0]) - (ours[s][1] - theirs[s][1])
             for s in sorted(ours) if s in theirs]
 
 
-def machine_summary(runs: list[dict], row: dict, base: dict, other_root: Path) -> str:
-    """One sentence for the page: how far other kernels moved the baseline's level and how far
-    the paired gain over it, over the seeds where both were retrained."""
+def machine_summary(runs: list[dict], row: dict, base: dict, name: str, other_root: Path) -> str:
+    """One sentence for the page: how far the retraining `name` (records under `other_root`)
+    moved the baseline's level and how far the paired gain over it, over the seeds where both
+    were retrained."""
     key = row["key"]
     gains = machine_gain_differences(runs, row, base, key, other_root)
     if not gains:
-        return f"No seed of {row['label']} and {base['label']} was retrained with other kernels."
+        return f"{name}: no seed of {row['label']} and {base['label']} was retrained."
     pairs = _machine_pairs(runs, base, key, other_root)
     seeds = [s for s in sorted(pairs) if s in _machine_pairs(runs, row, key, other_root)]
     level = [pairs[s][0] - pairs[s][1] for s in seeds]
     moved_more = statistics.fmean(map(abs, level)) > statistics.fmean(map(abs, gains))
-    return (f"Retrained with the machine's own kernels (seeds {', '.join(map(str, seeds))}), "
-            f"{base['label']} moved by {', '.join(f'{d:+.1f}' for d in level)} {key} and the "
-            f"gain of {row['label']} over it by {', '.join(f'{d:+.1f}' for d in gains)}. "
-            + ("The kernel level moves a run's level more than the paired gain: levels compare "
-               "only at one kernel level, gains across them." if moved_more else
-               "The kernel level moves the paired gain at least as much as the level: gains "
-               "measured at different kernel levels do not compare."))
+    return (f"{name} (seeds {', '.join(map(str, seeds))}): {base['label']} moved by "
+            f"{', '.join(f'{d:+.1f}' for d in level)} {key} and the gain of {row['label']} over "
+            f"it by {', '.join(f'{d:+.1f}' for d in gains)}. "
+            + ("That moves a run's level more than the paired gain: levels compare only where "
+               "the CPU kernels round alike, gains across." if moved_more else
+               "That moves the paired gain at least as much as the level: gains measured where "
+               "the CPU kernels round otherwise do not compare."))
 
 
 def machine_differences(runs: list[dict], row: dict, key: str, other_root: Path) -> list[float]:
-    """Per seed of a row that was also trained with other kernels (its record under
-    `other_root`/<scale>/<run name>.json): that run's value minus the pinned run's. Both must
+    """Per seed of a row that was also retrained elsewhere (its record under
+    `other_root`/<scale>/<run name>.json): that run's value minus the committed run's. Both must
     have been trained with the same thread count."""
     pairs = _machine_pairs(runs, row, key, other_root)
     return [other - pinned for other, pinned in (pairs[s] for s in sorted(pairs))]
@@ -129,7 +132,7 @@ def machine_differences(runs: list[dict], row: dict, key: str, other_root: Path)
 
 def _machine_pairs(runs: list[dict], row: dict, key: str,
                    other_root: Path) -> dict[int, tuple[float, float]]:
-    """{seed: (value with other kernels, pinned value)} of a row's runs retrained under
+    """{seed: (retrained value, committed value)} of a row's runs retrained under
     `other_root`; refuses a pair trained with different thread counts, naming the file."""
     out = {}
     for run in runs:
@@ -142,35 +145,33 @@ def _machine_pairs(runs: list[dict], row: dict, key: str,
             threads = (record.get("provenance", {}).get("threads"),
                        run["record"].get("provenance", {}).get("threads"))
             if threads[0] != threads[1]:
-                raise ValueError(f"{path} was trained with {threads[0]} thread(s), the pinned run "
-                                 f"with {threads[1]}: their difference is not the kernels' alone")
+                raise ValueError(f"{path} was trained with {threads[0]} thread(s), the committed "
+                                 f"run with {threads[1]}: their difference is not the kernels' alone")
             out[cfg.seed] = (metric(record, key), metric(run["record"], key))
     return out
 
 
-def noise_table(runs: list[dict], rows: list[dict], other_root: Path) -> pd.DataFrame:
-    """Per row (each with its headline `key`): the std over seeds, the validation set's std, the
-    machine's differences (each retrained seed's, in points) and the std they imply, and which
-    of the three is largest."""
+def noise_table(runs: list[dict], rows: list[dict], others: dict[str, Path]) -> pd.DataFrame:
+    """Per row (each with its headline `key`): the std over seeds, the validation set's std, for
+    each of `others` (name: folder of retrained records) the differences of each retrained seed
+    (in points) and the std they imply, and which source is largest."""
     out = {}
     for row in rows:
         key = row["key"]
-        machine = machine_differences(runs, row, key, other_root)
-        seeds = per_seed(runs, row, key)
         spreads = {"seed": seed_spread(runs, row, key),
-                   "validation set": eval_set_spread(runs, row, key),
-                   # a difference of two runs has sqrt(2) times the std of one
-                   "machine": math.sqrt(statistics.fmean(d * d for d in machine) / 2)
-                   if machine else None}
+                   "validation set": eval_set_spread(runs, row, key)}
+        entry = {"metric": key, "seeds": len(per_seed(runs, row, key)),
+                 "std over seeds": _fmt(spreads["seed"]),
+                 "std from the validation set": _fmt(spreads["validation set"])}
+        for name, root in others.items():
+            machine = machine_differences(runs, row, key, root)
+            # a difference of two runs has sqrt(2) times the std of one
+            spreads[name] = math.sqrt(statistics.fmean(d * d for d in machine) / 2) if machine else None
+            entry[f"{name}: retrained − committed"] = ", ".join(f"{d:+.2f}" for d in machine) or "not run"
+            entry[f"std from {name}"] = _fmt(spreads[name])
         known = {k: v for k, v in spreads.items() if v is not None}
-        out[row["label"]] = {
-            "metric": key, "seeds": len(seeds),
-            "std over seeds": _fmt(spreads["seed"]),
-            "std from the validation set": _fmt(spreads["validation set"]),
-            "other kernels − pinned": ", ".join(f"{d:+.2f}" for d in machine) or "not run",
-            "std from the machine": _fmt(spreads["machine"]),
-            "largest": max(known, key=known.get) if len(known) >= 2 else "n/a",
-        }
+        entry["largest"] = max(known, key=known.get) if len(known) >= 2 else "n/a"
+        out[row["label"]] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "run"
     return table
