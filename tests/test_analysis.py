@@ -386,6 +386,60 @@ def test_noise_in_a_gain_from_the_machine(tmp_path):
         "Another CPU: no seed of FCOS− + ML and FCOS− was retrained."
 
 
+def test_a_kernel_change_that_moves_the_level_is_told_from_one_that_scatters(tmp_path):
+    """Base retrained 3, 2 and 4 below on seeds 0-2 (mean -3, sd 1: held below 0); ML retrained
+    -3, -1, -5, so the gain moves by 0, +1, -1 (undecided); seed 3's baseline alone gives no
+    gain pair; another folder with one seed says so."""
+    from mlc.analysis import noise
+
+    levels = {0: (10.0, 12.0), 1: (11.0, 14.0), 2: (12.0, 13.0), 3: (9.0, 11.0)}
+    runs = [r for s, (b, m) in levels.items()
+            for r in (_run("fcos_minus", s, {"AP": b}), _run("fcos_minus", s, {"AP": m}, ml=True))]
+    other, one = tmp_path / "native" / "smoke", tmp_path / "one" / "smoke"
+    other.mkdir(parents=True)
+    one.mkdir(parents=True)
+    for run in runs:
+        seed, ml = run["config"].seed, run["config"].ml
+        moved = {0: (-3, -3), 1: (-2, -1), 2: (-4, -5), 3: (-3, None)}[seed][ml]
+        if moved is not None:
+            ap = run["record"]["metrics"]["AP"] + moved
+            (other / f"{run['config'].name}.json").write_text(f'{{"metrics": {{"AP": {ap}}}}}')
+    (one / f"{runs[0]['config'].name}.json").write_text('{"metrics": {"AP": 10.2}}')
+    base = {"label": "FCOS−", "detector": "fcos_minus", "set": {}, "key": "AP"}
+    ml = {"label": "FCOS− + ML", "detector": "fcos_minus", "set": {"ml": True}, "key": "AP"}
+    shifts = noise.machine_shifts(runs, [base, ml], [(ml, base)],
+                                  {"own kernels": tmp_path / "native", "one": tmp_path / "one"})
+    table = noise.shift_table(shifts)
+    level = table.loc[("own kernels", "FCOS−")]
+    half = 3.1824 * 0.8165 / 2  # t(0.975, 3) * sd of (-3, -2, -4, -3) / sqrt(4)
+    assert level["seeds"] == 4
+    assert level["retrained − committed"] == f"-3.0 [{-3 - half:.1f}, {-3 + half:.1f}]"
+    assert level["what the interval says"] == "retrained lower"
+    assert level["std over these seeds, committed"] == f"{statistics.stdev([10, 11, 12, 9]):.2f}"
+    assert level["std over these seeds, retrained"] == f"{statistics.stdev([7, 9, 8, 6]):.2f}"
+    gain = table.loc[("own kernels", "FCOS− + ML − FCOS−")]
+    assert gain["seeds"] == 3 and gain["what the interval says"] == "undecided"
+    assert gain["retrained − committed"].startswith("+0.0 [")
+    assert table.loc[("one", "FCOS−"), "what the interval says"] == "one seed"
+    assert ("one", "FCOS− + ML") not in table.index  # not retrained there
+    summary = noise.shift_summary(shifts)
+    assert summary.startswith(f"Own kernels moved FCOS− by {level['retrained − committed']} AP over "
+                              "4 seeds, and no paired gain: +0.0 [")
+    # the gain's interval (3 seeds, sd 1: ±2.5) lies closer to 0 than the level's shift of 3
+    assert "so the kernels shift a level, not a gain; levels compare only at one kernel level, " \
+        "gains across. One moved" in summary
+    wider = [shifts[0], {**shifts[2], "diff": {"mean": 0.0, "lo": -3.5, "hi": 3.5, "n": 3}}]
+    assert [s["what"] for s in wider] == ["FCOS−", "FCOS− + ML − FCOS−"]
+    assert noise.shift_summary(wider).endswith("intervals that hold 0 but reach as far as the "
+                                               "levels moved.")
+    both = [*shifts[:3], {**shifts[2], "what": "wide gain", "diff": wider[1]["diff"]}]
+    assert noise.shift_summary(both).split(": ", 2)[2].startswith(
+        "the intervals of FCOS− + ML − FCOS− lie closer to 0 than any level moved, so those gains "
+        "carry across kernel levels where levels do not; that of wide gain reaches as far")
+    assert summary.endswith("One moved no level or gain beyond what its seeds can tell.")
+    assert noise.shift_summary([]).startswith("No run of these rows was retrained")
+
+
 def test_gains_on_the_first_images_beside_the_whole_set():
     """First 4 images: ML − base gains +1 and +3 (inconclusive over 2 seeds); all 7: +2 and
     +2.2 (held); a record without the subset is no data on it."""

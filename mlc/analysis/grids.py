@@ -69,6 +69,15 @@ NOISE_PARTS = [[f"{where}: {a} − {b}", _ROW[a], _ROW[b], key] for where, a, b,
     ("claim 4", "RetinaNet + ML + IUR", "RetinaNet + IUR", "AP"),
     ("claim 5", "RPN + ML", "RPN", "AR100"), ("claim 5", "RPN + IUR", "RPN", "AR100"))]
 
+# The gains retrained at the Xeon's own CPU kernels as well (results/kernels-native/, `make
+# kernels-native`), on seeds 0-6: Table 3's FCOS− gain, the AP parts of claims 1 and 2 and the
+# AR@100 parts of claim 5, each as [method row, baseline row] with labels and metric, as
+# `noise.machine_shifts` reads them.
+KERNEL_GAINS = [[{"label": name, **_ROW[name], "key": key} for name in pair]
+                for pair, key in ((("FCOS− + ML + IUR", "FCOS−"), "AP"),
+                                  (("FCOS− + ML", "FCOS− + alignment"), "AP"),
+                                  (("FCOS− + IUR", "FCOS"), "AP"), (("RPN + ML", "RPN"), "AR100"),
+                                  (("RPN + IUR", "RPN"), "AR100"))]
 
 # Claims the book's seven seeds left undecided, each with the number of paired seeds fixed in
 # advance from those seeds' mean and spread (stats.seeds_to_decide, 2026-11-28), and the rows it

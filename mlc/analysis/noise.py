@@ -21,6 +21,7 @@ from mlc.analysis.stats import (
     BANDS,
     CONTRADICTED,
     HELD,
+    INCONCLUSIVE,
     NO_DATA,
     NO_EFFECT,
     format_interval,
@@ -149,6 +150,101 @@ def _machine_pairs(runs: list[dict], row: dict, key: str,
                                  f"run with {threads[1]}: their difference is not the kernels' alone")
             out[cfg.seed] = (metric(record, key), metric(run["record"], key))
     return out
+
+
+SHIFT_WORDS = {HELD: "retrained higher", CONTRADICTED: "retrained lower",
+               NO_EFFECT: f"no shift beyond ±{BANDS['points']}", INCONCLUSIVE: "undecided"}
+
+
+def machine_shifts(runs: list[dict], rows: list[dict], pairs: list[tuple[dict, dict]],
+                   others: dict[str, Path]) -> list[dict]:
+    """Does a kernel change move a result or only scatter it? For each of `others` (name: folder
+    of retrained records), each row's level and each (method row, baseline row) gain retrained
+    there on some seeds: retrained − committed over those seeds as a paired difference with its
+    95% interval (a change that only scatters runs centres on 0), and a level's values."""
+    out = []
+    for name, root in others.items():
+        for row in rows:
+            found = _machine_pairs(runs, row, row["key"], root)
+            if found:
+                retrained, committed = ({s: v[i] for s, v in found.items()} for i in (0, 1))
+                out.append({"retrained": name, "what": row["label"], "key": row["key"],
+                            "gain": False, "diff": paired_difference(retrained, committed),
+                            "values": {"committed": committed, "retrained": retrained}})
+        for row, base in pairs:
+            ours, theirs = (_machine_pairs(runs, r, row["key"], root) for r in (row, base))
+            seeds = [s for s in ours if s in theirs]
+            if seeds:
+                gain = [{s: ours[s][i] - theirs[s][i] for s in seeds} for i in (0, 1)]
+                out.append({"retrained": name, "what": f"{row['label']} − {base['label']}",
+                            "key": row["key"], "gain": True,
+                            "diff": paired_difference(gain[0], gain[1]), "values": None})
+    return out
+
+
+def _moved(shift: dict) -> bool:
+    return verdict(shift["diff"], BANDS["points"]) in (HELD, CONTRADICTED)
+
+
+def shift_table(shifts: list[dict]) -> pd.DataFrame:
+    """`machine_shifts` as a table: per retraining and level or gain, the seeds, retrained −
+    committed with its interval, what the interval says and, for a level, the std over the same
+    seeds of the committed and of the retrained runs."""
+    def spread(shift: dict, which: str) -> str:
+        if shift["values"] is None:
+            return ""
+        values = list(shift["values"][which].values())
+        return _fmt(statistics.stdev(values) if len(values) >= 2 else None)
+
+    columns = ["metric", "seeds", "retrained − committed", "what the interval says",
+               "std over these seeds, committed", "std over these seeds, retrained"]
+    table = pd.DataFrame([[s["key"], s["diff"]["n"], format_interval(s["diff"], 1),
+                           SHIFT_WORDS.get(verdict(s["diff"], BANDS["points"]), "one seed"),
+                           spread(s, "committed"), spread(s, "retrained")] for s in shifts],
+                         columns=columns)
+    table.index = pd.MultiIndex.from_tuples([(s["retrained"], s["what"]) for s in shifts],
+                                            names=["retrained", "level or gain"])
+    return table
+
+
+def shift_summary(shifts: list[dict]) -> str:
+    """A sentence per retraining of `machine_shifts`: which levels and gains it moved (their
+    intervals clear 0) and, where levels moved and no gain did, whether every gain's interval
+    lies closer to 0 than the smallest level shift: then levels compare only at one kernel
+    level, gains across."""
+    if not shifts:
+        return "No run of these rows was retrained at other CPU kernels at this scale."
+    sentences = []
+    for name in dict.fromkeys(s["retrained"] for s in shifts):
+        mine = [s for s in shifts if s["retrained"] == name]
+        moved = [s for s in mine if _moved(s)]
+        gains = [s for s in mine if s["gain"]]
+        said = [f"{s['what']} by {format_interval(s['diff'], 1)} {s['key']} over {s['diff']['n']} "
+                "seeds" for s in moved]
+        text = (f"{name[:1].upper() + name[1:]} moved " + "; ".join(said) if moved else
+                f"{name[:1].upper() + name[1:]} moved no level or gain beyond what its seeds can tell")
+        levels = [abs(s["diff"]["mean"]) for s in moved if not s["gain"]]
+        if levels and gains and not any(_moved(g) for g in gains):
+            kept = "; ".join(f"{format_interval(g['diff'], 1)} ({g['what']})" for g in gains)
+            narrow = [g for g in gains if g["diff"]["lo"] is not None
+                      and max(-g["diff"]["lo"], g["diff"]["hi"]) < min(levels)]
+            wide = [g["what"] for g in gains if g not in narrow]
+            text += f", and no paired gain: {kept}"
+            if not wide:
+                text += (": every gain's interval lies closer to 0 than the levels moved, so the "
+                         "kernels shift a level, not a gain; levels compare only at one kernel "
+                         "level, gains across")
+            elif narrow:
+                text += (f": the intervals of {' and '.join(g['what'] for g in narrow)} lie "
+                         "closer to 0 than any level moved, so those gains carry across kernel "
+                         f"levels where levels do not; that of {' and '.join(wide)} reaches as "
+                         "far as the levels moved")
+            else:
+                text += ": intervals that hold 0 but reach as far as the levels moved"
+        elif any(_moved(g) for g in gains):
+            text += ": the paired gains moved too, so gains do not compare across kernel levels"
+        sentences.append(text + ".")
+    return " ".join(sentences)
 
 
 def noise_table(runs: list[dict], rows: list[dict], others: dict[str, Path]) -> pd.DataFrame:
