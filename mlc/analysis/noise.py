@@ -177,7 +177,7 @@ def machine_shifts(runs: list[dict], rows: list[dict], pairs: list[tuple[dict, d
             if seeds:
                 gain = [{s: ours[s][i] - theirs[s][i] for s in seeds} for i in (0, 1)]
                 out.append({"retrained": name, "what": f"{row['label']} − {base['label']}",
-                            "key": row["key"], "gain": True,
+                            "key": row["key"], "gain": True, "rows": (row["label"], base["label"]),
                             "diff": paired_difference(gain[0], gain[1]), "values": None})
     return out
 
@@ -208,42 +208,51 @@ def shift_table(shifts: list[dict]) -> pd.DataFrame:
 
 
 def shift_summary(shifts: list[dict]) -> str:
-    """A sentence per retraining of `machine_shifts`: which levels and gains it moved (their
-    intervals clear 0) and, where levels moved and no gain did, whether every gain's interval
-    lies closer to 0 than the smallest level shift: then levels compare only at one kernel
-    level, gains across."""
+    """Sentences per retraining of `machine_shifts`: which levels it moved (intervals clear 0)
+    and which it left within the band; then the paired gains: those that moved, those whose
+    interval lies closer to 0 than either of its rows' levels moved (such a gain carries across
+    kernel levels where the levels do not), those whose interval reaches as far, and those whose
+    rows were not shown to move."""
     if not shifts:
         return "No run of these rows was retrained at other CPU kernels at this scale."
+
+    def said(items: list[dict]) -> str:
+        return "; ".join(f"{s['what']} {format_interval(s['diff'], 1)} {s['key']}" for s in items)
+
     sentences = []
     for name in dict.fromkeys(s["retrained"] for s in shifts):
         mine = [s for s in shifts if s["retrained"] == name]
-        moved = [s for s in mine if _moved(s)]
-        gains = [s for s in mine if s["gain"]]
-        said = [f"{s['what']} by {format_interval(s['diff'], 1)} {s['key']} over {s['diff']['n']} "
-                "seeds" for s in moved]
-        text = (f"{name[:1].upper() + name[1:]} moved " + "; ".join(said) if moved else
-                f"{name[:1].upper() + name[1:]} moved no level or gain beyond what its seeds can tell")
-        levels = [abs(s["diff"]["mean"]) for s in moved if not s["gain"]]
-        if levels and gains and not any(_moved(g) for g in gains):
-            kept = "; ".join(f"{format_interval(g['diff'], 1)} ({g['what']})" for g in gains)
-            narrow = [g for g in gains if g["diff"]["lo"] is not None
-                      and max(-g["diff"]["lo"], g["diff"]["hi"]) < min(levels)]
-            wide = [g["what"] for g in gains if g not in narrow]
-            text += f", and no paired gain: {kept}"
-            if not wide:
-                text += (": every gain's interval lies closer to 0 than the levels moved, so the "
-                         "kernels shift a level, not a gain; levels compare only at one kernel "
-                         "level, gains across")
-            elif narrow:
-                text += (f": the intervals of {' and '.join(g['what'] for g in narrow)} lie "
-                         "closer to 0 than any level moved, so those gains carry across kernel "
-                         f"levels where levels do not; that of {' and '.join(wide)} reaches as "
-                         "far as the levels moved")
-            else:
-                text += ": intervals that hold 0 but reach as far as the levels moved"
-        elif any(_moved(g) for g in gains):
-            text += ": the paired gains moved too, so gains do not compare across kernel levels"
+        levels = {s["what"]: s for s in mine if not s["gain"]}
+        moved = [s for s in levels.values() if _moved(s)]
+        kept_level = [s for s in levels.values()
+                      if verdict(s["diff"], BANDS["points"]) == NO_EFFECT]
+        text = f"{name[:1].upper() + name[1:]} " + (
+            "moved " + "; ".join(f"{s['what']} by {format_interval(s['diff'], 1)} {s['key']} over "
+                                 f"{s['diff']['n']} seeds" for s in moved)
+            if moved else "moved no level beyond what its seeds can tell")
+        if kept_level:
+            text += (f", and left {' and '.join(s['what'] for s in kept_level)} within "
+                     f"±{BANDS['points']} of the committed runs")
         sentences.append(text + ".")
+        groups: dict[str, list[dict]] = {"moved": [], "kept": [], "reach": [], "still": []}
+        for gain in (s for s in mine if s["gain"]):
+            shifted = [abs(levels[r]["diff"]["mean"]) for r in gain["rows"]
+                       if r in levels and _moved(levels[r])]
+            lo, hi = gain["diff"]["lo"], gain["diff"]["hi"]
+            groups["moved" if _moved(gain) else "still" if not shifted else
+                   "kept" if lo is not None and max(-lo, hi) < min(shifted) else "reach"].append(gain)
+        if groups["moved"]:
+            sentences.append(f"Paired gains that moved: {said(groups['moved'])}; a gain measured "
+                             "at one kernel level can be that far from the same gain at another.")
+        if groups["kept"]:
+            sentences.append(f"Paired gains over rows that moved, whose intervals lie closer to 0 "
+                             f"than their rows moved: {said(groups['kept'])}; such a gain carries "
+                             "across kernel levels, where a level compares only at one.")
+        if groups["reach"]:
+            sentences.append(f"Paired gains over rows that moved, whose intervals reach as far as "
+                             f"their rows moved: {said(groups['reach'])}.")
+        if groups["still"]:
+            sentences.append(f"Paired gains over rows not shown to move: {said(groups['still'])}.")
     return " ".join(sentences)
 
 
