@@ -73,25 +73,35 @@ book-notebooks: venv  ## refresh tests/book/ after committing new results
 	rm -rf tests/book && mkdir -p tests/book
 	MLC_RUNS=$$(mktemp -d) $(PY) -m mlc notebooks --scale shapes --seeds $(SEEDS) --workers $(WORKERS) --out tests/book
 
-# The noise study's machine part (notebooks/noise.ipynb): runs of the book retrained with the CPU's
-# own kernels instead of the pinned AVX2 ones, recorded under results/kernels-native/; one thread
-# each, as `mlc runs` trains the committed ones on a CPU.
-NATIVE_RUNS := "--detector fcos_minus --seed 0" "--detector fcos_minus --seed 1" "--detector rpn --seed 0" \
+# The noise study's machine part (notebooks/noise.ipynb): runs of the book retrained where the CPU
+# kernels round otherwise, one thread each as `mlc runs` trains the committed ones on a CPU,
+# WORKERS at once. MACHINE_RUNS: FCOS− and FCOS− + ML + IUR on seeds 0-1, RPN on seed 0;
+# NATIVE_RUNS adds seeds 2-6 of both FCOS− rows, enough seeds to tell a shifted level from a
+# scattered one, and on seeds 0-6 RetinaNet and RetinaNet + ML + IUR and the rows of claims 1, 2
+# and 5, to see whether their gains move.
+MACHINE_RUNS := "--detector fcos_minus --seed 0" "--detector fcos_minus --seed 1" "--detector rpn --seed 0" \
   "--detector fcos_minus --seed 0 --set ml=true --set iur=true" \
   "--detector fcos_minus --seed 1 --set ml=true --set iur=true"
-kernels-native: venv  ## retrain the noise study's runs at the machine's own kernel level
-	for args in $(NATIVE_RUNS); do \
-	  OMP_NUM_THREADS=1 MLC_CPU_KERNELS=native MLC_RESULTS=results/kernels-native MLC_RUNS=runs/kernels-native \
-	  $(PY) -m mlc train --quiet $$args || exit 1; done
+NATIVE_RUNS := $(MACHINE_RUNS) $(foreach s,2 3 4 5 6,"--detector fcos_minus --seed $(s)" \
+  "--detector fcos_minus --seed $(s) --set ml=true --set iur=true") \
+  $(foreach s,0 1 2 3 4 5 6,"--detector fcos_minus --seed $(s) --set ml=true" \
+  "--detector fcos_minus --seed $(s) --set alignment=true" \
+  "--detector fcos_minus --seed $(s) --set iur=true" "--detector fcos --seed $(s)" \
+  "--detector rpn --seed $(s) --set ml=true" "--detector rpn --seed $(s) --set iur=true") \
+  $(foreach s,1 2 3 4 5 6,"--detector rpn --seed $(s)") \
+  $(foreach s,0 1 2 3 4 5 6,"--detector retinanet --seed $(s)" \
+  "--detector retinanet --seed $(s) --set ml=true --set iur=true")
+TRAIN_EACH = xargs -P $(WORKERS) -I{} sh -c '$(1) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m mlc train --quiet {}'
 
-# The noise study's other machine part: the same runs retrained at the pinned level on this CPU,
-# recorded under results/machines/<kernel fingerprint>/ (one thread each, as committed); a folder
-# whose fingerprint is the committed runs' own says nothing new.
+# With the CPU's own kernels instead of the pinned AVX2 ones, under results/kernels-native/.
+kernels-native: venv  ## retrain the noise study's runs at the machine's own kernel level
+	printf '%s\n' $(NATIVE_RUNS) | $(call TRAIN_EACH,MLC_CPU_KERNELS=native MLC_RESULTS=results/kernels-native MLC_RUNS=runs/kernels-native)
+
+# At the pinned level on this CPU, under results/machines/<kernel fingerprint>/; a folder whose
+# fingerprint is the committed runs' own says nothing new.
 machine-runs: venv  ## retrain the noise study's runs at the pinned level, under this CPU's fingerprint
-	fp=$$(OMP_NUM_THREADS=1 $(PY) -c "from mlc.util import cpu; cpu.pin(); from mlc.runs import kernel_fingerprint; print(kernel_fingerprint(1))") && \
-	for args in $(NATIVE_RUNS); do \
-	  OMP_NUM_THREADS=1 MLC_RESULTS=results/machines/$$fp MLC_RUNS=runs/machines/$$fp \
-	  $(PY) -m mlc train --quiet $$args || exit 1; done
+	fp=$$(OMP_NUM_THREADS=1 $(PY) -c "from mlc.util import cpu; cpu.pin(); from mlc.runs import kernel_fingerprint; print(kernel_fingerprint(1))") && export fp && \
+	printf '%s\n' $(MACHINE_RUNS) | $(call TRAIN_EACH,MLC_RESULTS=results/machines/$$fp MLC_RUNS=runs/machines/$$fp)
 
 lint: venv
 	$(VENV)/bin/ruff check mlc tests tools
