@@ -72,6 +72,23 @@ def test_seeds_to_decide_from_the_mean_and_spread():
     assert stats.seeds_to_decide({"mean": 0.5, "lo": None, "hi": None, "n": 1}, 0.5) is None
 
 
+def test_seeds_for_power_agrees_with_the_noncentral_t():
+    """One part, per-seed differences of mean 1 and sd 1, band 0.5: an interval decides when it
+    clears 0, which a paired t does with the noncentral t's power; the simulated plan lands
+    within a seed of the first n where that power reaches 80%."""
+    z = [-1.5, -0.5, 0.0, 0.5, 1.5]
+    unit = [1.0 + v / statistics.stdev(z) for v in z]  # mean 1, sd 1
+    exact = next(n for n in range(3, 100) if 1 - scipy_stats.nct.cdf(
+        scipy_stats.t.ppf(0.975, n - 1), n - 1, math.sqrt(n)) >= 0.8)
+    planned = stats.seeds_for_power([[u] for u in unit], [0.5])
+    assert abs(planned - exact) <= 1 and exact == 10
+    half = [[u - 0.5] for u in unit]  # half the effect, same spread: about four times the seeds
+    assert stats.seeds_for_power(half, [0.5]) > 3 * planned
+    both = [[u, h[0]] for u, h in zip(unit, half)]  # every part must decide: the harder one rules
+    assert stats.seeds_for_power(both, [0.5, 0.5]) >= stats.seeds_for_power(half, [0.5])
+    assert stats.seeds_for_power(half, [0.5], most=20) is None
+
+
 @pytest.mark.parametrize("parts, expected", [
     (["held", "held"], "held"),
     (["held", "contradicted"], "contradicted"),
@@ -199,6 +216,45 @@ def test_a_claim_read_on_its_fixed_seeds_plans_no_more():
     assert card.iloc[1]["evidence"].startswith("on 16 seeds, fixed in advance")
     assert "AP -0.3" in card.iloc[1]["evidence"] and "(inconclusive)" in card.iloc[1]["evidence"]
     assert "would decide" not in card.iloc[1]["evidence"]
+
+
+def _rpn_runs(seeds, gains) -> list[dict]:
+    """RPN, + ML and + IUR on `seeds`; `gains(seed)` gives (ML, IUR) gains at AR@100, 300, 1000."""
+    runs = []
+    for s in seeds:
+        base = {"AR100": 50.0 + s % 3, "AR300": 60.0 + s % 3, "AR1000": 65.0 + s % 3}
+        runs.append(_run("rpn", s, base))
+        for flags, gain in zip(({"ml": True}, {"iur": True}), gains(s)):
+            runs.append(_run("rpn", s, {k: base[k] + g for k, g in zip(base, gain)}, **flags))
+    return runs
+
+
+def test_a_second_stage_decides_on_its_new_seeds_alone():
+    """Claim 5's first 12 seeds scatter (gains +1.5, -0.5 in turn); its second stage (seeds 12-40,
+    grids.DECIDING) gains about +1 AR@100: the verdict and means read the new seeds only, with the
+    first stage's evidence after them, and the plan recomputes from the first stage alone."""
+    def scatter(s):
+        g = 1.5 if s % 2 else -0.5
+        return (g, g, g), (g, g, g)
+
+    def clear(s):
+        j = 0.2 * (s % 3 - 1)
+        return (1.0 + j, 0.8 + j, 0.6 + j), (0.7 + j, 0.6 + j, 0.5 + j)
+
+    book, first = _rpn_runs(range(3), scatter), _rpn_runs(range(3, 12), scatter)
+    second = _rpn_runs(range(12, 41), clear)
+    card = claims.scorecard(book, [], first + second)
+    evidence = card.iloc[4]["evidence"]
+    assert card.iloc[4]["verdict"] == "held"
+    assert evidence.startswith("on 29 new seeds, fixed from the first 12 (a second stage, the last): "
+                               "ML AR100 +1.0 [")  # pooled with the first stage it would be +0.9
+    assert ". First stage, 12 seeds: inconclusive (ML AR100 +0.5 [" in evidence
+    assert "would decide" not in evidence
+    partial = claims.scorecard(book, [], first + second[:30])
+    assert partial.iloc[4]["evidence"].startswith("on 10 of the 29 new seeds fixed from the first 12")
+    diffs = [[g for gains in scatter(s) for g in gains] for s in range(12)]
+    assert claims.claim5_second_stage(book + first + second) == stats.seeds_for_power(diffs, [0.5] * 6)
+    assert claims.claim5_second_stage(second) is None
 
 
 def test_figures_are_drawn_with_the_books_style():

@@ -57,7 +57,7 @@ def test_book_configs_cover_tables_sweeps_and_dial():
     full = grids.book_configs("shapes", range(7))  # RPN's lr sweep is part of the full book
     rpn_lrs = {(c.lr, c.seed) for c in full if c.detector == "rpn" and not (c.ml or c.iur)}
     assert rpn_lrs == {(lr, s) for lr in grids.RPN_LRS for s in (0, 1)} | {
-        (make_config("rpn", "shapes").lr, s) for s in range(12)}  # seeds 7-11 decide claim 5
+        (make_config("rpn", "shapes").lr, s) for s in range(41)}  # seeds 7-40 decide claim 5
     offsets = {(c.head_offset, c.ml and c.iur, c.seed) for c in full if c.detector == "fcos_minus"
                and c.head_offset not in (None, 0.0, 1.0)}  # both goals: 0.8 on the study's seeds
     assert offsets == {(0.8, m, s) for m in (False, True) for s in (0, 1)}
@@ -79,15 +79,17 @@ def test_claims_left_undecided_get_their_fixed_seeds_only_in_the_full_book():
     assert {row(c) for c in extra} == claim1 | claim2 | claim5
     assert all(seeds[r] == list(range(7, 27)) for r in claim1)  # 27 seeds in all
     assert all(seeds[r] == list(range(7, 16)) for r in claim2)  # 16
-    assert all(seeds[r] == list(range(7, 12)) for r in claim5)  # 12
-    assert len(extra) == 40 + 18 + 15
+    assert all(seeds[r] == list(range(7, 41)) for r in claim5)  # 12, then a second stage of 29
+    assert len(extra) == 40 + 18 + 3 * 34
     assert {row(c) for c in grids.deciding_configs("shapes", range(7), claims=[1])} == claim1
     assert {row(c) for c in grids.deciding_configs("shapes", range(7), claims=[5])} == claim5
     assert {c.name for c in extra} <= {c.name for c in grids.book_configs("shapes", range(7))}
-    assert len(grids.deciding_configs("shapes", range(10))) == 34 + 12 + 6  # seeds 10 on
+    assert len(grids.deciding_configs("shapes", range(10))) == 34 + 12 + 3 * 31  # seeds 10 on
     assert grids.deciding_configs("shapes", [0]) == grids.deciding_configs("smoke", range(7)) == []
-    assert len(grids.deciding_configs("shapes", range(16))) == 22  # claim 1's seeds 16-26
-    assert grids.deciding_configs("shapes", range(27)) == []
+    assert len(grids.deciding_configs("shapes", range(16))) == 22 + 3 * 25  # claims 1 and 5
+    assert len(grids.deciding_configs("shapes", range(27))) == 3 * 14  # claim 5's seeds 27-40
+    assert grids.deciding_configs("shapes", range(41)) == []
+    assert grids.stages(5) == [range(12), range(12, 41)] and grids.stages(1) == [range(27)]
 
 
 @pytest.mark.parametrize("overrides", [{}, {"ml": True, "alpha": 1.0}, {"head_offset": 0.0},

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlc.analysis.grids import DECIDING, FCOS_MINUS, RETINANET, RPN
+from mlc.analysis.grids import DECIDING, FCOS_MINUS, RETINANET, RPN, stages
 from mlc.analysis.stats import (
     BANDS,
     HELD,
@@ -17,12 +17,16 @@ from mlc.analysis.stats import (
     format_interval,
     paired_difference,
     pearson,
+    seeds_for_power,
     seeds_to_decide,
     verdict,
 )
 from mlc.analysis.tables import method_points, per_seed
 
 POINTS, CORRELATION = BANDS["points"], BANDS["correlation"]
+# Claim 5's parts: (RPN's flags, name, recall key); each against the RPN baseline.
+_RPN_PARTS = [(flags, name, k) for flags, name in (({"ml": True}, "ML"), ({"iur": True}, "IUR"))
+              for k in ("AR100", "AR300", "AR1000")]
 
 
 def _row(detector: str, source: str | None = None, **flags) -> dict:
@@ -100,17 +104,19 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
             parts.append(part(4, f"{det} AP ML+IUR − {name}", _diff(on(4), both, single, ap)))
     claims.append(_claim("4. ML and IUR are complementary: ML+IUR is best (FCOS−, RetinaNet)", parts))
 
-    parts, means = [], {}
-    for flags, name in (({"ml": True}, "ML"), ({"iur": True}, "IUR")):
-        for k in ("AR100", "AR300", "AR1000"):
-            d = _diff(on(5), _row(RPN, **flags), _row(RPN), k)
+    def rpn_claim(runs_read: list[dict]) -> tuple[str, str, str]:
+        parts, means = [], {}
+        for flags, name, k in _RPN_PARTS:
+            d = _diff(runs_read, _row(RPN, **flags), _row(RPN), k)
             parts.append(part(5, f"{name} {k}", d))
             means[(name, k)] = None if d is None else d["mean"]
-    v = combined([p[1] for p in parts])
-    if v == HELD and not all(means[(n, "AR100")] >= max(means[(n, "AR300")], means[(n, "AR1000")])
-                             for n in ("ML", "IUR")):
-        v = "held, but the largest gain is not at AR@100"
-    claims.append(_claim("5. ML and IUR raise RPN AR@100/300/1000, most at AR@100", parts, v))
+        v = combined([p[1] for p in parts])
+        if v == HELD and not all(means[(n, "AR100")] >= max(means[(n, "AR300")], means[(n, "AR1000")])
+                                 for n in ("ML", "IUR")):
+            v = "held, but the largest gain is not at AR@100"
+        return _claim("5. ML and IUR raise RPN AR@100/300/1000, most at AR@100", parts, v)
+
+    claims.append(_staged(rpn_claim, on(5), 5) if deciding_runs else rpn_claim(on(5)))
 
     claims.append(_claim("6. MLC lifts AP75 more than AP50 (24-epoch schedule)",
                          [part(6, f"{det} AP75 gain − AP50 gain",
@@ -121,11 +127,46 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
     card = pd.DataFrame(claims, columns=["claim", "evidence", "verdict"]).set_index("claim")
     if deciding_runs:
         for n, claim in DECIDING.items():
-            read, fixed = len(_seeds_read(on(n), claim["rows"])), claim["seeds"]
-            on_seeds = (f"on {read} seeds, fixed in advance" if read == fixed else
-                        f"on {read} of the {fixed} seeds fixed in advance (the rest not run)")
+            read = len(_seeds_read(_on_seeds(on(n), stages(n)[-1]), claim["rows"]))
+            if "second" in claim:
+                fixed = claim["second"]
+                on_seeds = (f"on {read} new seeds, fixed from the first {claim['seeds']} (a second "
+                            f"stage, the last)" if read == fixed else
+                            f"on {read} of the {fixed} new seeds fixed from the first "
+                            f"{claim['seeds']} (the rest not run)")
+            else:
+                fixed = claim["seeds"]
+                on_seeds = (f"on {read} seeds, fixed in advance" if read == fixed else
+                            f"on {read} of the {fixed} seeds fixed in advance (the rest not run)")
             card.iloc[n - 1, 0] = f"{on_seeds}: {card.iloc[n - 1, 0]}"
     return card
+
+
+def _on_seeds(runs: list[dict], seeds: range) -> list[dict]:
+    return [run for run in runs if run["config"].seed in seeds]
+
+
+def _staged(build, runs: list[dict], claim: int) -> tuple[str, str, str]:
+    """A DECIDING claim judged by `build` on its last stage's seeds; a second stage's evidence is
+    followed by the first stage's, which no longer decides."""
+    *earlier, last = stages(claim)
+    title, text, v = build(_on_seeds(runs, last))
+    if earlier:
+        _, first_text, first_v = build(_on_seeds(runs, earlier[0]))
+        text += f". First stage, {len(earlier[0])} seeds: {first_v} ({first_text})"
+    return title, text, v
+
+
+def claim5_second_stage(runs: list[dict]) -> int | None:
+    """Claim 5's second stage as its first stage's runs plan it (stats.seeds_for_power over its
+    six parts' per-seed differences): grids.DECIDING fixes the number, this recomputes it."""
+    first = _on_seeds(runs, stages(5)[0])
+    pairs = [(per_seed(first, _row(RPN, **flags), k), per_seed(first, _row(RPN), k))
+             for flags, _, k in _RPN_PARTS]
+    seeds = sorted(set.intersection(*(set(a) & set(b) for a, b in pairs)))
+    if len(seeds) < 3:
+        return None
+    return seeds_for_power([[a[s] - b[s] for a, b in pairs] for s in seeds], [POINTS] * len(pairs))
 
 
 def judged_points(points: pd.DataFrame) -> pd.DataFrame:

@@ -85,23 +85,36 @@ KERNEL_GAINS = [[{"label": name, **_ROW[name], "key": key} for name in pair]
 # advance from those seeds' mean and spread (stats.seeds_to_decide, 2026-11-28), and the rows it
 # compares. The scorecard reads such a claim once, at that number, never as seeds arrive; the
 # extra seeds extend only the full book at `shapes` scale (seeds 0-6 or more).
+# A claim those seeds still left undecided gets one second stage, the last: `second` new seeds
+# after them, their number fixed from the first stage's per-seed differences before any of them
+# ran (stats.seeds_for_power: an 80% chance to decide every part, 2026-12-05). Its verdict reads
+# the new seeds alone, so the look at the first stage does not bias it.
 BOOK_SEEDS = 7
 DECIDING = {1: {"rows": [_ROW["FCOS− + ML"], _ROW["FCOS− + alignment"]], "seeds": 27},
             2: {"rows": [_ROW["FCOS− + IUR"], _ROW["FCOS"]], "seeds": 16},
-            5: {"rows": [_ROW["RPN"], _ROW["RPN + ML"], _ROW["RPN + IUR"]], "seeds": 12}}
+            5: {"rows": [_ROW["RPN"], _ROW["RPN + ML"], _ROW["RPN + IUR"]], "seeds": 12,
+                "second": 29}}
+
+
+def stages(claim: int) -> list[range]:
+    """The seeds each stage of a DECIDING claim reads: the first (seeds 0 on), then the second's
+    new seeds where it has one."""
+    first = DECIDING[claim]["seeds"]
+    return [range(first)] + ([range(first, first + DECIDING[claim]["second"])]
+                             if "second" in DECIDING[claim] else [])
 
 
 def deciding_configs(scale: str, seeds: Iterable[int],
                      claims: Iterable[int] | None = None) -> list[RunConfig]:
     """The runs DECIDING's claims (or those of `claims`) add to the book's: their rows on the
-    seeds after the book's, up to each claim's number; none unless the book reads seeds 0-6 at
+    seeds after the book's, up to each claim's last stage; none unless the book reads seeds 0-6 at
     `shapes` scale."""
     seeds = sorted(seeds)
     if scale != "shapes" or not set(range(BOOK_SEEDS)) <= set(seeds):
         return []
     chosen = DECIDING if claims is None else {n: DECIDING[n] for n in claims}
-    return [cfg for claim in chosen.values()
-            for cfg in grid_configs(claim["rows"], scale, range(seeds[-1] + 1, claim["seeds"]))]
+    return [cfg for n in chosen
+            for cfg in grid_configs(DECIDING[n]["rows"], scale, range(seeds[-1] + 1, stages(n)[-1].stop))]
 
 
 def part_configs(parts: list, scale: str, seeds: Iterable[int]) -> list[RunConfig]:

@@ -11,7 +11,9 @@ A verdict says what the interval says: *held* when it lies above 0, *contradicte
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 
+import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
@@ -74,6 +76,28 @@ def seeds_to_decide(diff: dict | None, band: float, most: int = 100) -> int | No
         half = stats.t.ppf((1 + CONFIDENCE) / 2, m - 1) * sd / m ** 0.5
         if abs(diff["mean"]) > half or abs(diff["mean"]) + half <= band:
             return m
+    return None
+
+
+def seeds_for_power(differences: Sequence[Sequence[float]], bands: Sequence[float],
+                    power: float = 0.8, draws: int = 20000, seed: int = 0, most: int = 100) -> int | None:
+    """The fewest paired seeds with which a new, independent sample decides every part of a claim
+    (no part inconclusive) in at least `power` of `draws` samples from a normal with the first
+    sample's per-part means and covariance. `differences` holds one row per seed and one column
+    per part (paired per-seed differences), `bands` each part's no-effect band. A plan for a
+    second stage, fixed before it runs; None beyond `most` seeds."""
+    first = np.asarray(differences, dtype=float)
+    mean, cov = first.mean(axis=0), np.atleast_2d(np.cov(first, rowvar=False))
+    band = np.asarray(bands, dtype=float)
+    rng = np.random.default_rng(seed)
+    for n in range(3, most + 1):
+        sample = rng.multivariate_normal(mean, cov, size=(draws, n))
+        centre = sample.mean(axis=1)
+        half = stats.t.ppf((1 + CONFIDENCE) / 2, n - 1) * sample.std(axis=1, ddof=1) / n ** 0.5
+        lo, hi = centre - half, centre + half
+        decided = (lo > 0) | (hi < 0) | ((lo >= -band) & (hi <= band))
+        if decided.all(axis=1).mean() >= power:
+            return n
     return None
 
 
