@@ -110,6 +110,17 @@ def test_relative_gain_and_pearson_from_scipy():
     assert stats.pearson([1, 2, 3], [1, 2, 3]) is None
 
 
+def test_claim_7_on_the_papers_own_five_methods():
+    # Tables 1-2 (Sec. 4.2): FCOS−, + alignment, + ML, + centerness, + IUR; IoU-NMS reports no
+    # correlation, and FCOS− is in both tables but is one method.
+    corr, ap = [0.32, 0.42, 0.48, 0.33, 0.50], [34.5, 35.3, 37.5, 36.9, 37.3]
+    paper = claims.paper_correlation_tracks_ap()
+    expected = scipy_stats.pearsonr(corr, ap).confidence_interval(0.95)
+    assert paper["n"] == 5 and paper["r"] == pytest.approx(scipy_stats.pearsonr(corr, ap).statistic)
+    assert (paper["lo"], paper["hi"]) == pytest.approx((expected.low, expected.high))
+    assert paper["verdict"] == "inconclusive"  # its own interval crosses zero
+
+
 def test_comparison_table_sets_ours_beside_the_paper_in_points_and_percent():
     runs = [_run("fcos_minus", s, {"AP": ap, "divergence": {"mean": c}})
             for s, ap, c in ((0, 10.0, 0.40), (1, 12.0, 0.44))]
