@@ -40,6 +40,8 @@ def test_notebook_sweeps_are_the_ones_make_reproduce_trains():
     assert _defaults("setting")["rpn_lrs"] == grids.RPN_LRS
     assert _defaults("setting")["goal_offsets"] == grids.GOAL_OFFSETS
     assert _defaults("setting")["former_rpn_lr"] in grids.RPN_LRS
+    assert _defaults("setting")["dense_lrs"] == grids.DENSE_LRS
+    assert _defaults("setting")["dense_lr_seeds"] == grids.DENSE_LR_SEEDS
 
 
 def test_book_configs_cover_tables_sweeps_and_dial():
@@ -61,6 +63,11 @@ def test_book_configs_cover_tables_sweeps_and_dial():
     offsets = {(c.head_offset, c.ml and c.iur, c.seed) for c in full if c.detector == "fcos_minus"
                and c.head_offset not in (None, 0.0, 1.0)}  # both goals: 0.8 on the study's seeds
     assert offsets == {(0.8, m, s) for m in (False, True) for s in (0, 1)}
+    dense = {(c.detector, c.lr, c.seed) for c in full if c.detector in ("fcos_minus", "retinanet")
+             and c.lr != make_config(c.detector, "shapes").lr}  # their lr check, four seeds
+    assert dense == {(d, lr, s) for d in ("fcos_minus", "retinanet") for lr in (0.01, 0.04)
+                     for s in range(4)}
+    assert {c.lr for c in configs if c.detector in ("fcos_minus", "retinanet")} == {0.02}
     assert {c.lr for c in full if c.detector == "rpn" and (c.ml or c.iur)} == {
         make_config("rpn", "shapes").lr}  # ML and IUR at the baseline's lr
     assert {c.head_offset for c in grids.book_configs("coco", [0])} == {None}

@@ -149,6 +149,18 @@ def rpn_lr_grid(lrs: list[float]) -> list[dict]:
     return sweep_grid(RPN, "lr", lrs)
 
 
+# The dense detectors' learning rate (the same page): the FCOS− and RetinaNet baselines at half and
+# twice the scale's lr (4x the paper's, chosen on FCOS− on an earlier set), on four seeds to see
+# the spread beside the level. Part of the full book only.
+DENSE_LRS = [0.01, 0.02, 0.04]
+DENSE_LR_SEEDS = [0, 1, 2, 3]
+
+
+def dense_lr_grid(detector: str, lrs: list[float]) -> list[dict]:
+    """Grid rows of a dense detector's baseline at each learning rate."""
+    return sweep_grid(detector, "lr", lrs)
+
+
 # Both goals on one set (the same page): FCOS− and FCOS− + ML + IUR on the study's seeds at head
 # offsets around the scale's own (0.7), to see whether moving the head out brings FCOS−'s
 # correlation to the goal before its AP leaves it. 0.7 and 1.0 are the dial's runs; part of the
@@ -208,7 +220,8 @@ def scorecard_configs(scale: str, seeds: Iterable[int],
 def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = "final") -> list[RunConfig]:
     """Every run the book's notebooks read with their default parameters: the tables and the
     scorecard, MLC's successors, the sensitivity sweeps, on a generated set the head-offset dial
-    and, at `shapes` scale, the setting study's candidates and the seeds that decide a claim."""
+    and, at `shapes` scale, the setting study's candidates and learning-rate checks and the seeds
+    that decide a claim."""
     seeds = list(seeds)
     configs = {c.name: c for c in scorecard_configs(scale, seeds, final_schedule)}
     grids = [SUCCESSORS, sweep_grid(FCOS_MINUS, "gamma", GAMMAS, {"iur": True}),
@@ -224,5 +237,8 @@ def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = 
             if set(range(BOOK_SEEDS)) <= set(seeds) else [])
         configs.update((c.name, c) for c in grid_configs(study, scale, [
             s for s in seeds if s in SETTING_SEEDS]))
+        if set(range(BOOK_SEEDS)) <= set(seeds):
+            dense = [row for det in (FCOS_MINUS, RETINANET) for row in dense_lr_grid(det, DENSE_LRS)]
+            configs.update((c.name, c) for c in grid_configs(dense, scale, DENSE_LR_SEEDS))
     configs.update((c.name, c) for c in deciding_configs(scale, seeds))
     return list(configs.values())

@@ -119,6 +119,11 @@ def sweep(grid: list[dict], runs: list[dict], field: str, keys: dict[str, str],
                           errorbar=t_interval, color=OURS, capsize=0.2, ax=ax)
         ax.set(ylabel=name, xlabel=field)
         ax.tick_params(axis="x", labelrotation=45)
+        if per_seed_lines:  # one legend, beside the last panel, off the lines
+            ax.get_legend().remove()
+    if per_seed_lines:
+        axes[0][-1].legend(*axes[0][-1].get_legend_handles_labels(), title="seed", fontsize=7,
+                           loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
