@@ -24,6 +24,7 @@ from mlc.analysis.stats import (
 from mlc.analysis.tables import method_points, paper_table, per_seed
 
 POINTS, CORRELATION = BANDS["points"], BANDS["correlation"]
+NAMES = {FCOS_MINUS: "FCOS−", RETINANET: "RetinaNet"}  # the detectors as the evidence names them
 # Claim 5's parts: (RPN's flags, name, recall key); each against the RPN baseline.
 _RPN_PARTS = [(flags, name, k) for flags, name in (({"ml": True}, "ML"), ({"iur": True}, "IUR"))
               for k in ("AR100", "AR300", "AR1000")]
@@ -101,7 +102,7 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
     for det in (FCOS_MINUS, RETINANET):
         both = _row(det, ml=True, iur=True)
         for single, name in ((_row(det, ml=True), "ML"), (_row(det, iur=True), "IUR")):
-            parts.append(part(4, f"{det} AP ML+IUR − {name}", _diff(on(4), both, single, ap)))
+            parts.append(part(4, f"{NAMES[det]} AP ML+IUR − {name}", _diff(on(4), both, single, ap)))
     claims.append(_claim("4. ML and IUR are complementary: ML+IUR is best (FCOS−, RetinaNet)", parts))
 
     def rpn_claim(runs_read: list[dict]) -> tuple[str, str, str]:
@@ -119,7 +120,7 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
     claims.append(_staged(rpn_claim, on(5), 5) if deciding_runs else rpn_claim(on(5)))
 
     claims.append(_claim("6. MLC lifts AP75 more than AP50 (24-epoch schedule)",
-                         [part(6, f"{det} AP75 gain − AP50 gain",
+                         [part(6, f"{NAMES[det]} AP75 gain − AP50 gain",
                                 _gap(final_runs, _row(det, ml=True, iur=True), _row(det), "AP75", "AP50"))
                           for det in (FCOS_MINUS, RETINANET)]))
 
