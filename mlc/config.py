@@ -40,6 +40,26 @@ SCHEDULES = {
 
 
 @dataclass(frozen=True)
+class PretrainSpec:
+    """The classification set and the schedule that make a scale's pretrained body."""
+
+    images: int = 16_000
+    val_images: int = 2_000
+    data_seed: int = 1  # the generator's seed; every detection set is drawn with seed 0
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 0.1  # SGD with momentum, cosine to 0 over every step
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seed: int = 0  # initialisation, image order and flips
+    threads: int = 1  # CPU results depend on the thread count; the runs train at one
+
+    def data(self, detection: ShapesSpec) -> ShapesSpec:
+        """The classification set: the detection set's generator at this spec's seed and size."""
+        return replace(detection, seed=self.data_seed, num_train=self.images, num_val=self.val_images)
+
+
+@dataclass(frozen=True)
 class Scale:
     """Data, model size and batch of one scale."""
 
@@ -57,6 +77,7 @@ class Scale:
     lr_multiplier: float = 1.0  # on top of the paper's lr, linearly scaled to the batch
     detector_lr_multipliers: tuple[tuple[str, float], ...] = ()  # (detector, its own multiplier)
     dense_levels: str = "p2p6"  # the tiny backbone's FPN levels for FCOS and RetinaNet (or p3p7)
+    pretrain: PretrainSpec | None = None  # how the tiny backbone is pretrained (mlc.models.pretrain)
 
 
 # RPN at the `shapes` scale, swept on the baseline alone (seeds 0 and 1; the book's page "Choosing
@@ -67,11 +88,12 @@ RPN_LR_MULTIPLIER = 16.0
 SCALES = {
     "smoke": Scale(data="smoke", backbone="tiny", fpn_channels=64, head_convs=1, min_size=64,
                    max_size=64, batch_size=4, schedule="smoke", tiny_widths=(8, 16, 32, 64),
+                   pretrain=PretrainSpec(images=64, val_images=16, epochs=2, batch_size=16),
                    shapes=ShapesSpec(num_train=8, num_val=4, image_size=64, max_objects=3,
                                      min_size=12, max_size=40, distractors=1)),
     "shapes": Scale(data="shapes", backbone="tiny", fpn_channels=32, head_convs=2, min_size=96,
                     max_size=96, batch_size=8, schedule="ablation", warmup_iters=50,
-                    shapes=ShapesSpec(num_val=1200), lr_multiplier=4.0,
+                    shapes=ShapesSpec(num_val=1200), lr_multiplier=4.0, pretrain=PretrainSpec(),
                     detector_lr_multipliers=(("rpn", RPN_LR_MULTIPLIER),)),
     # The setting study's other candidates (the book's page "Choosing the shapes setting"): the
     # set the book ran on before (heads of random colour, 0.32 of the body, objects up to 72 px,
@@ -260,6 +282,10 @@ def validate(cfg: RunConfig) -> None:
                                         or not 0 <= cfg.head_offset <= 1):
         raise ConfigError(f"head_offset applies to the generated sets only and must lie in "
                           f"[0, 1], got {cfg.head_offset} at scale {cfg.scale}")
+    if cfg.pretrained and cfg.scale_spec.backbone == "tiny" and cfg.scale_spec.pretrain is None:
+        raise ConfigError(f"scale {cfg.scale} has no pretraining for its tiny backbone; "
+                          "pretrained=true needs one of: "
+                          + ", ".join(n for n, s in SCALES.items() if s.pretrain or s.backbone != "tiny"))
     if cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError(f"batch_size and lr must be positive, got {cfg.batch_size}, {cfg.lr}")
 

@@ -14,7 +14,8 @@ import subprocess
 import sys
 import time
 
-from mlc.config import RunConfig, make_config
+from mlc.config import SCALES, RunConfig, make_config
+from mlc.models.pretrain import pretrained_weights
 from mlc.runs import kernel_fingerprint, load_record, scored_now
 
 
@@ -69,6 +70,9 @@ def train_missing(configs: list[RunConfig], workers: int = 1, ngpus: int = 0,
           f"{len(todo)} to train or score again" + (f" on {ngpus} GPU(s)" if ngpus else
                                      f" in {min(workers, max(len(todo), 1))} worker(s)"), flush=True)
     start, done = time.perf_counter(), []
+    for sc in sorted({c.scale for c in todo if c.pretrained and c.scale_spec.pretrain is not None}):
+        spec = SCALES[sc]  # made here once, before the workers that read it start
+        pretrained_weights(spec.pretrain, spec.shapes, spec.tiny_widths)
     if ngpus:
         for cfg in todo:
             t0 = time.perf_counter()

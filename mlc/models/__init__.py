@@ -11,6 +11,7 @@ from mlc.config import RunConfig
 from mlc.models.backbone import IMAGENET_MEAN, IMAGENET_STD, resnet50_fpn, tiny_fpn
 from mlc.models.fcos import FCOSDetector, FCOSHeadMLC
 from mlc.models.postprocess import DetectionTransform, InferenceSettings
+from mlc.models.pretrain import load_body, pretrained_weights
 from mlc.models.retinanet import RetinaNetDetector, RetinaNetHeadMLC
 from mlc.models.rpn import ProposalNetwork, ProposalRPN, RPNHeadMLC
 from mlc.successors import TaskAligned, Varifocal
@@ -45,11 +46,17 @@ def anchor_generator(cfg: RunConfig) -> AnchorGenerator:
 
 
 def build_backbone(cfg: RunConfig) -> tuple[nn.Module, str]:
-    """The scale's backbone with FPN, and how it was initialised."""
+    """The scale's backbone with FPN, and how it was initialised: from ImageNet (ResNet-50) or the
+    scale's generated classification set (the tiny ResNet, mlc.models.pretrain) when `pretrained`."""
     sc = cfg.scale_spec
     if sc.backbone == "resnet50":
         return resnet50_fpn(cfg.pretrained, fpn_levels(cfg), sc.fpn_channels)
-    return tiny_fpn(sc.tiny_widths, sc.fpn_channels, fpn_levels(cfg)), "random"
+    backbone = tiny_fpn(sc.tiny_widths, sc.fpn_channels, fpn_levels(cfg))
+    if not cfg.pretrained:
+        return backbone, "random"
+    path = pretrained_weights(sc.pretrain, sc.shapes, sc.tiny_widths)
+    load_body(backbone.body, path)
+    return backbone, f"pretrained:{path.stem}"
 
 
 def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
