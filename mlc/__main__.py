@@ -1,5 +1,5 @@
-"""Command line: `python -m mlc data|train|eval|bench|runs|notebooks`; `python -m mlc <command>
---help`."""
+"""Command line: `python -m mlc data|pretrain|train|eval|bench|runs|notebooks|readme`; `python -m mlc
+<command> --help`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ cpu.pin()
 
 EPILOG = """examples:
   python -m mlc data shapes                       # write data/shapes (COCO JSON + PNG)
+  python -m mlc pretrain shapes                   # the tiny backbone's pretrained weights
   python -m mlc train --detector fcos_minus       # train FCOS- at shapes scale, seed 0
   python -m mlc train --detector rpn --scale smoke --seed 1
   torchrun --nproc_per_node 8 -m mlc train --detector fcos --scale coco
@@ -96,6 +97,14 @@ def _bench(args: argparse.Namespace) -> None:
         atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
 
 
+def _pretrain(args: argparse.Namespace) -> None:
+    from mlc.config import SCALES
+    from mlc.models.pretrain import pretrained_weights
+
+    sc = SCALES[args.scale]
+    print(pretrained_weights(sc.pretrain, sc.shapes, sc.tiny_widths))
+
+
 def _runs(args: argparse.Namespace) -> None:
     from mlc.analysis.grids import book_configs
     from mlc.launch import train_missing
@@ -104,6 +113,28 @@ def _runs(args: argparse.Namespace) -> None:
                          ngpus=args.ngpus, device=args.device)
     if any(outcome.startswith("failed") for _, _, outcome in done):
         raise SystemExit(1)
+
+
+def _readme(args: argparse.Namespace) -> None:
+    from mlc.analysis import claims, plots, summary
+    from mlc.util.io import atomic_write_text
+
+    readme = paths.REPO_ROOT / "README.md"
+    block = summary.readme_block(args.scale, range(args.seeds))
+    if args.check:
+        if summary.current_block(readme) != block:
+            raise SystemExit(f"{readme}'s results differ from the committed results: run "
+                             "python -m mlc readme")
+        print(f"{readme}'s results are those of the committed results")
+        return
+    atomic_write_text(readme, summary.replace_block(readme.read_text(), block))
+    plots.style()
+    ablation, final, deciding = summary.scorecard_runs(args.scale, range(args.seeds))
+    figure = paths.REPO_ROOT / "book" / "images" / "scorecard.png"
+    figure.parent.mkdir(exist_ok=True)
+    plots.scorecard_figure(claims.claim_parts(ablation, final, deciding)).savefig(
+        figure, bbox_inches="tight")
+    print(f"wrote the results into {readme} and the scorecard figure {figure}")
 
 
 def _notebooks(args: argparse.Namespace) -> None:
@@ -124,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce MLC (mutual labeling, IoU rescoring) on torchvision detectors.",
         epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{data,train,eval,bench,runs,notebooks}")
+                                metavar="{data,pretrain,train,eval,bench,runs,notebooks,readme}")
 
     p = sub.add_parser("data", help="generate a synthetic COCO-format data set",
                        description="Write a generated set (train and val, COCO JSON + PNG). "
@@ -139,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the class-defining part sits, 0 (centre) to 1 (tip of the body)")
     p.add_argument("--seed", type=int, help="generator seed")
     p.set_defaults(func=_data)
+
+    p = sub.add_parser("pretrain", help="pretrain a scale's tiny backbone (made once, then read)",
+                       description="Train the tiny backbone to tell which classes a generated "
+                       "image holds, on images of the scale's generator drawn with a seed of "
+                       "their own: the weights runs with pretrained=true start from. Made once "
+                       "under results/pretrained/, named by spec and code, then read.")
+    p.add_argument("scale", nargs="?", default="shapes",
+                   choices=[s for s in SCALES if SCALES[s].pretrain is not None])
+    p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("train", help="train and evaluate one run (cached by config)",
                        description="Train one detector and evaluate it on val. The run lives in "
@@ -200,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngpus", type=int, default=0, help="GPUs per run (torchrun); 0: CPU workers")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     p.set_defaults(func=_runs)
+
+    p = sub.add_parser("readme", help="write README.md's results and the scorecard figure",
+                       description="Write the results block of README.md (between its markers) "
+                       "and book/images/scorecard.png from the records at hand, by the code the "
+                       "book uses; never trains.")
+    p.add_argument("--scale", default="shapes", choices=list(SCALES))
+    p.add_argument("--seeds", type=int, default=7, help="the book's seeds 0..n-1")
+    p.add_argument("--check", action="store_true",
+                   help="only check that README.md's results are those of the records")
+    p.set_defaults(func=_readme)
 
     p = sub.add_parser("notebooks", help="execute the notebooks into the book with papermill",
                        description="Execute notebooks/*.ipynb with papermill into the book's "

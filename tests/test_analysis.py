@@ -45,7 +45,8 @@ def test_the_interval_is_scipys_paired_t_for_many_seeds():
 
 @pytest.mark.parametrize("diff, band, expected", [
     ({"mean": 1.0, "lo": 0.2, "hi": 1.8, "n": 3}, 0.5, "held"),
-    ({"mean": 0.2, "lo": 0.1, "hi": 0.3, "n": 3}, 0.5, "held"),  # real, and small
+    ({"mean": 0.2, "lo": 0.1, "hi": 0.3, "n": 3}, 0.5, "held, but below the band"),  # real, small
+    ({"mean": 0.5, "lo": 0.1, "hi": 0.9, "n": 3}, 0.5, "held"),  # may reach past the band
     ({"mean": -1.0, "lo": -1.8, "hi": -0.2, "n": 3}, 0.5, "contradicted"),
     ({"mean": 0.1, "lo": -0.3, "hi": 0.4, "n": 5}, 0.5, "no effect"),
     ({"mean": 0.01, "lo": -0.03, "hi": 0.01, "n": 5}, 0.02, "inconclusive"),
@@ -54,7 +55,7 @@ def test_the_interval_is_scipys_paired_t_for_many_seeds():
     ({"mean": 0.5, "lo": None, "hi": None, "n": 1}, 0.5, "inconclusive: 1 seed"),
     (None, 0.5, "no data"),
 ])
-def test_four_verdicts_say_what_the_interval_says(diff, band, expected):
+def test_the_verdicts_say_what_the_interval_says(diff, band, expected):
     assert stats.verdict(diff, band) == expected
 
 
@@ -96,9 +97,44 @@ def test_seeds_for_power_agrees_with_the_noncentral_t():
     (["held", "inconclusive"], "inconclusive"),
     (["inconclusive: 1 seed", "held"], "inconclusive"),
     (["held", "no data"], "no data"),
+    (["held", "held, but below the band"], "held, but below the band"),
+    (["held, but below the band", "no effect"], "no effect"),
 ])
 def test_a_claim_of_several_parts(parts, expected):
     assert stats.combined(parts) == expected
+
+
+def test_holm_against_its_definition():
+    """p (0.01, 0.04, 0.03) over three parts: sorted 0.01, 0.03, 0.04 times 3, 2, 1, each at least
+    the one before: 0.03, 0.06, 0.06 (None stays None and does not count as a part)."""
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.02, None]) == [0.02, None]
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_a_part_below_zero_contradicts_only_if_it_survives_holm():
+    parts = ["held", "contradicted"]
+    assert stats.combined(parts, [0.001, 0.01]) == "contradicted"
+    assert stats.combined(parts, [0.001, 0.06]) == "inconclusive"
+    assert stats.combined(parts) == "contradicted"  # one test: no correction
+
+
+def test_paired_difference_gives_scipys_p_and_the_differences():
+    a, b = {0: 12.0, 1: 10.0, 2: 13.0}, {0: 10.0, 1: 11.0, 2: 12.0}
+    d = stats.paired_difference(a, b)
+    assert d["p"] == pytest.approx(scipy_stats.ttest_rel([12, 10, 13], [10, 11, 12]).pvalue)
+    assert d["differences"] == {0: 2.0, 1: -1.0, 2: 1.0}
+
+
+@pytest.mark.parametrize("ours, paper, expected", [
+    ({"mean": 2.0, "lo": 1.0, "hi": 3.0}, 14.0, "smaller than the paper's"),
+    ({"mean": 12.0, "lo": 9.0, "hi": 16.0}, 14.0, "consistent with the paper's"),
+    ({"mean": 20.0, "lo": 16.0, "hi": 24.0}, 14.0, "larger than the paper's"),
+    ({"mean": 2.0, "lo": None, "hi": None}, 14.0, ""),
+    ({"mean": 2.0, "lo": 1.0, "hi": 3.0}, None, ""),
+])
+def test_our_gain_against_the_papers(ours, paper, expected):
+    assert stats.size_reading(ours, paper) == expected
 
 
 def test_relative_gain_and_pearson_from_scipy():
@@ -160,9 +196,13 @@ def _claim1_runs(ml_ap: list[float], align_ap: list[float], ml_corr: float = 0.5
 def test_claim_1_takes_every_verdict(ml_ap, expected):
     card = claims.scorecard(_claim1_runs(ml_ap, [10.0, 11.0, 12.0]), [])
     assert card.iloc[0]["verdict"] == expected
-    assert "AP ML − alignment" in card.iloc[0]["evidence"] and "(held)" in card.iloc[0]["evidence"]
-    if expected == "inconclusive":  # gains 2, -1, 1: see test_seeds_to_decide_from_the_mean_and_spread
-        assert "(inconclusive; 23 seeds would decide it)" in card.iloc[0]["evidence"]
+    evidence = card.iloc[0]["evidence"]
+    assert "AP ML − alignment" in evidence and "correlation ML − alignment +0.10 [+0.10, +0.10] (held;" \
+        in evidence
+    assert "the paper's +6%" in evidence  # Table 1: (37.5 − 35.3) / 35.3
+    if expected == "inconclusive":  # AP gains 2, -1, 1 and correlation gains 0.100-0.102
+        planned = stats.seeds_for_power([[2.0, 0.1], [-1.0, 0.101], [1.0, 0.102]], [0.5, 0.02])
+        assert f"A further stage would need {planned} fresh seeds for 80% power" in evidence
 
 
 def test_scorecard_with_one_seed_is_inconclusive_and_says_what_is_missing():
@@ -172,7 +212,7 @@ def test_scorecard_with_one_seed_is_inconclusive_and_says_what_is_missing():
                                    "iou_nms": {"AP": 9.0}}, iur=True)]
     card = claims.scorecard(runs, [])
     assert card.iloc[0]["verdict"] == "inconclusive"
-    assert card.iloc[2]["evidence"] == "AP rescoring − IoU-NMS +3.0 (inconclusive: 1 seed)"
+    assert card.iloc[2]["evidence"] == "AP rescoring − IoU-NMS +3.0 (inconclusive: 1 seed)"  # no plan
     assert card.iloc[4]["verdict"] == "no data"
 
 
@@ -189,9 +229,10 @@ def test_iur_against_centerness_needs_ap_at_least_as_high(iur_ap, expected):
     assert claims.scorecard(runs, []).iloc[1]["verdict"] == expected
 
 
-def test_a_deciding_claim_reads_its_extra_seeds_and_no_other_claim_does():
-    """Claim 2's extra seeds (grids.DECIDING) decide it; claims 3 and 4 read the same IUR runs but
-    only on the book's seeds; claim 1, whose fixed seeds are not run, says so."""
+def test_a_deciding_claim_reads_its_fresh_seeds_alone_and_no_other_claim_does():
+    """Claim 2's confirmatory stage (seeds 7-15, grids.DECIDING) decides it on those seeds alone;
+    claims 3 and 4 read the same IUR runs but only on the book's seeds; claim 1, whose fixed seeds
+    are not run, says so."""
     def iur_fcos(seeds, gaps):
         runs = [_run("fcos", s, {"AP": 10.0 + s, "divergence": {"mean": 0.40}}) for s in seeds]
         runs += [_run("fcos_minus", s, {"AP": 10.0 + s + g, "divergence": {"mean": 0.45 + s / 1000},
@@ -205,28 +246,29 @@ def test_a_deciding_claim_reads_its_extra_seeds_and_no_other_claim_does():
     card = claims.scorecard(book, [], extra)
     assert alone.iloc[1]["verdict"] == "inconclusive"
     assert card.iloc[1]["verdict"] == "contradicted"
-    assert card.iloc[1]["evidence"].startswith("on 16 seeds, fixed in advance: correlation")
+    assert card.index[1].startswith("on 9 fresh seeds (7-15), fixed 2026-11-28 by stats.seeds_to_decide")
+    assert "AP IUR − centerness -1.0 [" in card.iloc[1]["evidence"]  # seeds 7-15 alone
+    assert card.iloc[1]["evidence"].endswith("Seeds 0-6, read before: contradicted")  # 3-6 from extra
     assert card.iloc[2].equals(alone.iloc[2])  # claim 3: the book's three seeds only
-    assert card.iloc[0]["evidence"].startswith("on 0 of the 27 seeds fixed in advance (the rest not run)")
+    assert card.index[0].startswith("on 0 fresh seeds (7-26)") and "20 not run" in card.index[0]
     assert card.iloc[3].equals(alone.iloc[3])  # claim 4 reads the IUR runs on the book's seeds
 
 
-def test_a_claim_read_on_its_fixed_seeds_plans_no_more():
-    """An inconclusive part names the seeds that would decide it, except for a claim read on the
-    seeds fixed for it in advance: that number was spent, not to be raised after the look."""
+def test_an_open_claim_plans_its_next_stage_from_every_seed_read():
+    """A claim left open on its confirmatory stage names the fresh seeds a further stage needs for
+    80% power to decide every part, planned from all the seeds read (stats.seeds_for_power)."""
     def iur_fcos(seeds, gaps):
         runs = [_run("fcos", s, {"AP": 10.0 + s, "divergence": {"mean": 0.40}}) for s in seeds]
         runs += [_run("fcos_minus", s, {"AP": 10.0 + s + g, "divergence": {"mean": 0.45 + s / 1000}},
                       iur=True) for s, g in zip(seeds, gaps)]
         return runs
 
-    gaps = [-2.0, 1.0, -1.5, 1.2] * 4  # inconclusive on the first 7 seeds and on all 16
-    alone = claims.scorecard(iur_fcos(range(7), gaps[:7]), [])
+    gaps = [-2.0, 0.5, -1.5, 0.2] * 4  # inconclusive on the first 7 seeds and on the next 9
     card = claims.scorecard(iur_fcos(range(7), gaps[:7]), [], iur_fcos(range(7, 16), gaps[7:]))
-    assert "AP" in alone.iloc[1]["evidence"] and "seeds would decide it)" in alone.iloc[1]["evidence"]
-    assert card.iloc[1]["evidence"].startswith("on 16 seeds, fixed in advance")
-    assert "AP -0.3" in card.iloc[1]["evidence"] and "(inconclusive)" in card.iloc[1]["evidence"]
-    assert "would decide" not in card.iloc[1]["evidence"]
+    assert card.iloc[1]["verdict"] == "inconclusive"
+    planned = stats.seeds_for_power([[0.05 + s / 1000, g] for s, g in enumerate(gaps)], [0.02, 0.5])
+    assert planned is not None
+    assert f"A further stage would need {planned} fresh seeds for 80% power" in card.iloc[1]["evidence"]
 
 
 def _rpn_runs(seeds, gains) -> list[dict]:
@@ -257,12 +299,12 @@ def test_a_second_stage_decides_on_its_new_seeds_alone():
     card = claims.scorecard(book, [], first + second)
     evidence = card.iloc[4]["evidence"]
     assert card.iloc[4]["verdict"] == "held"
-    assert evidence.startswith("on 29 new seeds, fixed from the first 12 (a second stage, the last): "
-                               "ML AR100 +1.0 [")  # pooled with the first stage it would be +0.9
-    assert ". First stage, 12 seeds: inconclusive (ML AR100 +0.5 [" in evidence
-    assert "would decide" not in evidence
+    assert card.index[4].startswith("on 29 fresh seeds (12-40), fixed 2026-12-05 by stats.seeds_for_power")
+    assert evidence.startswith("ML AR100 +1.0 [")  # pooled with the seeds before it would be +0.9
+    assert "Seeds 0-6, read before: inconclusive. Seeds 7-11, read before: inconclusive" in evidence
+    assert "further stage" not in evidence and "Chosen after a look: RPN's lr" in evidence
     partial = claims.scorecard(book, [], first + second[:30])
-    assert partial.iloc[4]["evidence"].startswith("on 10 of the 29 new seeds fixed from the first 12")
+    assert partial.index[4].startswith("on 10 fresh seeds (12-40)") and "19 not run" in partial.index[4]
     diffs = [[g for gains in scatter(s) for g in gains] for s in range(12)]
     assert claims.claim5_second_stage(book + first + second) == stats.seeds_for_power(diffs, [0.5] * 6)
     assert claims.claim5_second_stage(second) is None
@@ -560,3 +602,42 @@ def test_offsets_meeting_both_goals_read_the_baselines_means():
     assert tables.offsets_meeting_goals(table, 35.0, 0.5) == [1.0]
     assert tables.offsets_meeting_goals(table, 36.5, 0.5) == []
     assert tables.offsets_meeting_goals(table, 35.0, 0.55) == [default, 1.0]
+
+
+def test_pretrained_or_random_init_side_by_side():
+    """The init table reads each row at both inits: mean ± std, the worst seed below the median
+    against the goal, and pretrained − random over paired seeds; MLC's gain at each init."""
+    grid = grids.init_grid([{"label": "FCOS−", "detector": "fcos_minus", "set": {}},
+                            {"label": "FCOS− + ML + IUR", "detector": "fcos_minus",
+                             "set": {"ml": True, "iur": True}}])
+    assert [r["label"] for r in grid][:2] == ["FCOS− (random)", "FCOS− (pretrained)"]
+    assert grid[1]["set"] == {"pretrained": True} and grid[0]["set"] == {}
+    runs = []
+    for s in range(4):
+        runs.append(_run("fcos_minus", s, {"AP": [30.0, 36.0, 35.0, 37.0][s], "divergence": {"mean": 0.5}}))
+        runs.append(_run("fcos_minus", s, {"AP": 40.0 + 0.2 * s, "divergence": {"mean": 0.55}},
+                         pretrained=True))
+        runs.append(_run("fcos_minus", s, {"AP": 43.0 + 0.2 * s, "divergence": {"mean": 0.6}},
+                         pretrained=True, ml=True, iur=True))
+    table = tables.init_table(grid, runs)
+    assert table.loc[("FCOS−", "random"), "worst below median"] == "5.5"
+    assert table.loc[("FCOS−", "random"), "goal met"] == "no"
+    assert table.loc[("FCOS−", "pretrained"), "goal met"] == "yes"
+    assert table.loc[("FCOS−", "pretrained"), "pretrained − random"].startswith("+5.8 [")
+    assert ("FCOS− + ML + IUR", "random") not in table.index  # not run: no row
+    gains = tables.init_gain_table(grid, runs, "FCOS− + ML + IUR", "FCOS−")
+    assert gains.loc["pretrained", "AP gain"].startswith("+3.0 [+3.0, +3.0]")
+    assert gains.loc["random", "AP gain"] == "no data"
+    plots.style()
+    assert plots.init_seeds(tables.init_points(grid, runs)) is not None
+
+
+def test_the_scorecard_figure_draws_every_part_with_the_papers_gain():
+    runs = _claim1_runs([11.0, 12.2, 13.1], [10.0, 11.0, 12.0])
+    parts = claims.claim_parts(runs, [])
+    plots.style()
+    fig = plots.scorecard_figure(parts)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["1 · AP ML − alignment", "1 · correlation ML − alignment"]
+    shown = parts.dropna(subset=["ours_pct"])
+    assert len(shown) == 2 and shown["paper_pct"].round(1).tolist() == [6.2, 14.3]

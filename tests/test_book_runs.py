@@ -96,7 +96,8 @@ def test_claims_left_undecided_get_their_fixed_seeds_only_in_the_full_book():
     assert len(grids.deciding_configs("shapes", range(16))) == 22 + 3 * 25  # claims 1 and 5
     assert len(grids.deciding_configs("shapes", range(27))) == 3 * 14  # claim 5's seeds 27-40
     assert grids.deciding_configs("shapes", range(41)) == []
-    assert grids.stages(5) == [range(12), range(12, 41)] and grids.stages(1) == [range(27)]
+    assert grids.stages(5) == [range(7), range(7, 12), range(12, 41)]
+    assert grids.stages(1) == [range(7), range(7, 27)] and grids.stages(3) == [range(7)]
 
 
 @pytest.mark.parametrize("overrides", [{}, {"ml": True, "alpha": 1.0}, {"head_offset": 0.0},

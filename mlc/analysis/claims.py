@@ -1,169 +1,283 @@
-"""The paper's seven claims (DESIGN.md), each judged on paired per-seed differences and their
-95% intervals (mlc.analysis.stats): the evidence names every part of a claim with its interval
-and verdict, and the claim's verdict combines them.
+"""The paper's seven claims (DESIGN.md), judged by one rule: each part of a claim is a paired
+difference over seeds with its 95% interval (mlc.analysis.stats), read on the claim's last stage
+of fresh seeds where it has confirmatory stages (grids.DECIDING); the claim is held when every
+part is, contradicted when a part below 0 survives Holm's correction across its parts. Every part
+also sets its gain, in % of its baseline, against the paper's.
+
+`claim_parts` is the table of parts (the scorecard figure and the README read it); `scorecard`
+words it, one line per claim.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from mlc.analysis.grids import DECIDING, FCOS_MINUS, RETINANET, RPN, stages
+from mlc.analysis.grids import AFTER_A_LOOK, DECIDING, FCOS_MINUS, RETINANET, RPN, stages
 from mlc.analysis.stats import (
     BANDS,
+    CONTRADICTED,
     HELD,
+    HELD_BELOW_BAND,
     INCONCLUSIVE,
+    NO_DATA,
     NO_EFFECT,
     combined,
     format_interval,
+    holm,
     paired_difference,
     pearson,
+    relative,
     seeds_for_power,
-    seeds_to_decide,
+    size_reading,
     verdict,
 )
 from mlc.analysis.tables import method_points, paper_table, per_seed
 
 POINTS, CORRELATION = BANDS["points"], BANDS["correlation"]
 NAMES = {FCOS_MINUS: "FCOS−", RETINANET: "RetinaNet"}  # the detectors as the evidence names them
+TITLES = {
+    1: "ML raises FCOS−'s correlation and AP more than prediction alignment",
+    2: "IUR raises the correlation far more than centerness, AP at least as high",
+    3: "IoU-NMS on IUR's IoUs scores below IUR's rescoring",
+    4: "ML and IUR are complementary: ML+IUR is best (FCOS−, RetinaNet)",
+    5: "ML and IUR raise RPN AR@100/300/1000, most at AR@100",
+    6: "MLC lifts AP75, and more than AP50 (24-epoch schedule)",
+    7: "Across methods the correlation tracks AP",
+}
 # Claim 5's parts: (RPN's flags, name, recall key); each against the RPN baseline.
 _RPN_PARTS = [(flags, name, k) for flags, name in (({"ml": True}, "ML"), ({"iur": True}, "IUR"))
               for k in ("AR100", "AR300", "AR1000")]
+PART_COLUMNS = ["claim", "part", "unit", "band", "baseline", "mean", "lo", "hi", "n", "p", "holm_p",
+                "verdict", "ours_pct", "ours_pct_lo", "ours_pct_hi", "paper_pct", "size", "seeds"]
 
 
 def _row(detector: str, source: str | None = None, **flags) -> dict:
     return {"label": detector, "detector": detector, "set": flags, "source": source}
 
 
-def _diff(runs: list[dict], a: dict, b: dict, key: str) -> dict | None:
-    return paired_difference(per_seed(runs, a, key), per_seed(runs, b, key))
+def _paper_gain(number: int, a: str, b: str, key: str, base_key: str | None = None) -> float:
+    """The paper's gain of row a over row b of its Table `number`, in % of b's `base_key` value."""
+    table = paper_table(number)
+    base = float(table.at[b, base_key or key])
+    return 100 * (float(table.at[a, key]) - float(table.at[b, key])) / base
 
 
-def _gap(runs: list[dict], a: dict, b: dict, key_a: str, key_b: str) -> dict | None:
-    """Per seed (a − b at key_a) − (a − b at key_b): e.g. the AP75 gain minus the AP50 gain."""
-    first, second = per_seed(runs, a, key_a), per_seed(runs, a, key_b)
-    base_first, base_second = per_seed(runs, b, key_a), per_seed(runs, b, key_b)
-    seeds = set(first) & set(second) & set(base_first) & set(base_second)
-    return paired_difference({s: first[s] - base_first[s] for s in seeds},
-                             {s: second[s] - base_second[s] for s in seeds})
+def _spec(claim: int, name: str, a: dict, b: dict, key: str, paper: float | None,
+          band: float = POINTS, gap: str | None = None) -> dict:
+    """One part: row a − row b at `key` (with `gap`, the a − b gain at key minus that at gap)."""
+    return {"claim": claim, "part": name, "a": a, "b": b, "key": key, "gap": gap, "paper": paper,
+            "band": band}
 
 
-def _part(name: str, diff: dict | None, band: float = POINTS, plan: bool = True) -> tuple[str, str]:
-    """(evidence text, verdict) of one part of a claim; an inconclusive part says how many
-    seeds its mean and spread would need to decide, unless `plan` is False (a claim read on the
-    seeds fixed for it: that number was spent, and it is not raised after the look)."""
-    v = verdict(diff, band)
-    note = ""
-    if v == INCONCLUSIVE and plan:
-        needed = seeds_to_decide(diff, band)
-        note = f"; {needed} seeds would decide it" if needed else "; over 100 seeds to decide"
-    return f"{name} {format_interval(diff, 2 if band == CORRELATION else 1)} ({v}{note})", v
-
-
-def _claim(title: str, parts: list[tuple[str, str]], v: str | None = None) -> tuple[str, str, str]:
-    return title, "; ".join(text for text, _ in parts), v or combined([p[1] for p in parts])
-
-
-def _seeds_read(runs: list[dict], rows: list[dict]) -> list[int]:
-    """The seeds on which every one of `rows` has a finished run."""
-    seeds = [set(per_seed(runs, row, "AP")) for row in rows]
-    return sorted(set.intersection(*seeds)) if seeds else []
-
-
-def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict] = ()) -> pd.DataFrame:
-    """The seven claims of DESIGN.md, each with its evidence (mean difference over paired seeds,
-    its 95% interval and verdict, per part) and the claim's verdict; `final_runs` are the
-    24-epoch runs of Table 5, `deciding_runs` the extra seeds of grids.DECIDING's claims, which
-    only those claims read (their evidence says on how many seeds)."""
-    def on(claim: int) -> list[dict]:
-        return list(runs) + list(deciding_runs) if claim in DECIDING else runs
-
-    def part(claim: int, name: str, diff: dict | None, band: float = POINTS) -> tuple[str, str]:
-        return _part(name, diff, band, plan=not (deciding_runs and claim in DECIDING))
-
+def part_specs() -> list[dict]:
+    """Every part of claims 1-6 with its rows, metric, band and the paper's gain."""
     corr, ap = "divergence.mean", "AP"
     align, ml = _row(FCOS_MINUS, alignment=True), _row(FCOS_MINUS, ml=True)
     iur, fcos = _row(FCOS_MINUS, iur=True), _row("fcos")
-    iou_nms = _row(FCOS_MINUS, source="iou_nms", iur=True)
-    claims = [_claim("1. ML raises FCOS−'s correlation and AP more than prediction alignment",
-                     [part(1, "AP ML − alignment", _diff(on(1), ml, align, ap)),
-                      part(1, "correlation", _diff(on(1), ml, align, corr), CORRELATION)])]
-
-    # "AP at least as high": no effect on AP is enough, a significant drop contradicts.
-    parts = [part(2, "correlation IUR − centerness", _diff(on(2), iur, fcos, corr), CORRELATION),
-             part(2, "AP", _diff(on(2), iur, fcos, ap))]
-    claims.append(_claim("2. IUR raises the correlation far more than centerness, AP at least as "
-                         "high", parts,
-                         combined([parts[0][1], HELD if parts[1][1] == NO_EFFECT else parts[1][1]])))
-
-    claims.append(_claim("3. IoU-NMS on IUR's IoUs scores below IUR's rescoring",
-                         [part(3, "AP rescoring − IoU-NMS", _diff(on(3), iur, iou_nms, ap))]))
-
-    parts = []
+    specs = [_spec(1, "AP ML − alignment", ml, align, ap, _paper_gain(1, "ml", "alignment", "AP")),
+             _spec(1, "correlation ML − alignment", ml, align, corr,
+                   _paper_gain(1, "ml", "alignment", "correlation"), CORRELATION),
+             _spec(2, "correlation IUR − centerness", iur, fcos, corr,
+                   _paper_gain(2, "iur", "centerness", "correlation"), CORRELATION),
+             _spec(2, "AP IUR − centerness", iur, fcos, ap, _paper_gain(2, "iur", "centerness", "AP")),
+             _spec(3, "AP rescoring − IoU-NMS", iur, _row(FCOS_MINUS, source="iou_nms", iur=True), ap,
+                   _paper_gain(2, "iur", "iou_nms", "AP"))]
     for det in (FCOS_MINUS, RETINANET):
-        both = _row(det, ml=True, iur=True)
-        for single, name in ((_row(det, ml=True), "ML"), (_row(det, iur=True), "IUR")):
-            parts.append(part(4, f"{NAMES[det]} AP ML+IUR − {name}", _diff(on(4), both, single, ap)))
-    claims.append(_claim("4. ML and IUR are complementary: ML+IUR is best (FCOS−, RetinaNet)", parts))
+        for flags, name, key in (({"ml": True}, "ML", "True|False"), ({"iur": True}, "IUR", "False|True")):
+            specs.append(_spec(4, f"{NAMES[det]} AP ML+IUR − {name}", _row(det, ml=True, iur=True),
+                               _row(det, **flags), ap,
+                               _paper_gain(3, f"{det}|True|True", f"{det}|{key}", "AP")))
+    for flags, name, k in _RPN_PARTS:
+        paper_key = "rpn|True|False" if "ml" in flags else "rpn|False|True"
+        specs.append(_spec(5, f"{name} {k}", _row(RPN, **flags), _row(RPN), k,
+                           _paper_gain(4, paper_key, "rpn|False|False", k)))
+    for det in (FCOS_MINUS, RETINANET):
+        name, mlc = NAMES[det], _row(det, ml=True, iur=True)
+        table5 = paper_table(5)
+        base, method = name, f"{name} + MLC"
+        lift = 100 * (table5.at[method, "AP75"] - table5.at[base, "AP75"]) / table5.at[base, "AP75"]
+        more = 100 * ((table5.at[method, "AP75"] - table5.at[base, "AP75"])
+                      - (table5.at[method, "AP50"] - table5.at[base, "AP50"])) / table5.at[base, "AP75"]
+        specs.append(_spec(6, f"{name} AP75 gain", mlc, _row(det), "AP75", float(lift)))
+        specs.append(_spec(6, f"{name} AP75 gain − AP50 gain", mlc, _row(det), "AP75", float(more),
+                           gap="AP50"))
+    return specs
 
-    def rpn_claim(runs_read: list[dict]) -> tuple[str, str, str]:
-        parts, means = [], {}
-        for flags, name, k in _RPN_PARTS:
-            d = _diff(runs_read, _row(RPN, **flags), _row(RPN), k)
-            parts.append(part(5, f"{name} {k}", d))
-            means[(name, k)] = None if d is None else d["mean"]
-        v = combined([p[1] for p in parts])
-        if v == HELD and not all(means[(n, "AR100")] >= max(means[(n, "AR300")], means[(n, "AR1000")])
-                                 for n in ("ML", "IUR")):
-            v = "held, but the largest gain is not at AR@100"
-        return _claim("5. ML and IUR raise RPN AR@100/300/1000, most at AR@100", parts, v)
 
-    claims.append(_staged(rpn_claim, on(5), 5) if deciding_runs else rpn_claim(on(5)))
-
-    claims.append(_claim("6. MLC lifts AP75 more than AP50 (24-epoch schedule)",
-                         [part(6, f"{NAMES[det]} AP75 gain − AP50 gain",
-                                _gap(final_runs, _row(det, ml=True, iur=True), _row(det), "AP75", "AP50"))
-                          for det in (FCOS_MINUS, RETINANET)]))
-
-    claims.append(("7. Across methods the correlation tracks AP", *_correlation_tracks_ap(on(7))))
-    card = pd.DataFrame(claims, columns=["claim", "evidence", "verdict"]).set_index("claim")
-    if deciding_runs:
-        for n, claim in DECIDING.items():
-            read = len(_seeds_read(_on_seeds(on(n), stages(n)[-1]), claim["rows"]))
-            if "second" in claim:
-                fixed = claim["second"]
-                on_seeds = (f"on {read} new seeds, fixed from the first {claim['seeds']} (a second "
-                            f"stage, the last)" if read == fixed else
-                            f"on {read} of the {fixed} new seeds fixed from the first "
-                            f"{claim['seeds']} (the rest not run)")
-            else:
-                fixed = claim["seeds"]
-                on_seeds = (f"on {read} seeds, fixed in advance" if read == fixed else
-                            f"on {read} of the {fixed} seeds fixed in advance (the rest not run)")
-            card.iloc[n - 1, 0] = f"{on_seeds}: {card.iloc[n - 1, 0]}"
-    return card
+def _measure(spec: dict, runs: list[dict]) -> tuple[dict | None, float | None]:
+    """(paired difference, our baseline's mean) of one part over `runs`."""
+    a, b = per_seed(runs, spec["a"], spec["key"]), per_seed(runs, spec["b"], spec["key"])
+    if spec["gap"]:
+        a2, b2 = per_seed(runs, spec["a"], spec["gap"]), per_seed(runs, spec["b"], spec["gap"])
+        seeds = [s for s in set(a) & set(b) & set(a2) & set(b2)
+                 if None not in (a[s], b[s], a2[s], b2[s])]
+        diff = paired_difference({s: a[s] - b[s] for s in seeds}, {s: a2[s] - b2[s] for s in seeds})
+    else:
+        diff = paired_difference(a, b)
+    if diff is None:
+        return None, None
+    base = [b[s] for s in diff["differences"]]
+    return diff, sum(base) / len(base)
 
 
 def _on_seeds(runs: list[dict], seeds: range) -> list[dict]:
     return [run for run in runs if run["config"].seed in seeds]
 
 
-def _staged(build, runs: list[dict], claim: int) -> tuple[str, str, str]:
-    """A DECIDING claim judged by `build` on its last stage's seeds; a second stage's evidence is
-    followed by the first stage's, which no longer decides."""
-    *earlier, last = stages(claim)
-    title, text, v = build(_on_seeds(runs, last))
-    if earlier:
-        _, first_text, first_v = build(_on_seeds(runs, earlier[0]))
-        text += f". First stage, {len(earlier[0])} seeds: {first_v} ({first_text})"
-    return title, text, v
+def _stage_seeds(claim: int, deciding: bool) -> range | None:
+    """The seeds a claim is read on: its last confirmatory stage when the extra seeds are at hand
+    (grids.DECIDING), else every seed of the runs given (None)."""
+    return stages(claim)[-1] if deciding and claim in DECIDING else None
+
+
+def claim_parts(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict] = (),
+                seeds: range | None = None) -> pd.DataFrame:
+    """One row per part of claims 1-6 (PART_COLUMNS, and the per-seed differences): the paired
+    difference, its interval, p and Holm-adjusted p within the claim, verdict, our gain and the
+    paper's in % of the baseline, the size reading and the seeds read. Table 5's parts read
+    `final_runs`; a claim of grids.DECIDING reads its last stage's fresh seeds alone when
+    `deciding_runs` has them; `seeds`, if given, restricts every claim to those seeds."""
+    rows = []
+    for spec in part_specs():
+        claim = spec["claim"]
+        pool = final_runs if claim == 6 else list(runs) + list(deciding_runs)
+        read = seeds if seeds is not None else _stage_seeds(claim, bool(deciding_runs))
+        if read is not None:
+            pool = _on_seeds(pool, read)
+        elif claim != 6:
+            pool = list(runs)
+        diff, base = _measure(spec, pool)
+        rel = relative(diff, base)
+        rows.append({"claim": claim, "part": spec["part"],
+                     "unit": "correlation" if spec["band"] == CORRELATION else "points",
+                     "band": spec["band"], "baseline": base,
+                     **{k: None if diff is None else diff[k] for k in ("mean", "lo", "hi", "n", "p")},
+                     "verdict": verdict(diff, spec["band"]),
+                     "ours_pct": None if rel is None else rel["mean"],
+                     "ours_pct_lo": None if rel is None else rel["lo"],
+                     "ours_pct_hi": None if rel is None else rel["hi"],
+                     "paper_pct": spec["paper"], "size": size_reading(rel, spec["paper"]),
+                     "seeds": "" if diff is None else _seed_range(diff["differences"]),
+                     "differences": None if diff is None else diff["differences"]})
+    table = pd.DataFrame(rows)
+    table["holm_p"] = None
+    for _, group in table.groupby("claim"):
+        table.loc[group.index, "holm_p"] = pd.Series(holm(list(group["p"])), index=group.index,
+                                                     dtype=object)
+    return table[PART_COLUMNS + ["differences"]]
+
+
+def _seed_range(differences: dict) -> str:
+    seeds = sorted(differences)
+    contiguous = seeds == list(range(seeds[0], seeds[-1] + 1))
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else ",".join(map(str, seeds))
+
+
+def claim_verdict(claim: int, parts: pd.DataFrame) -> str:
+    """A claim's verdict from its parts: stats.combined with Holm's correction, and the claims'
+    own readings (claim 2's AP part needs no drop, not a rise; claim 5 most at AR@100)."""
+    group = parts[parts["claim"] == claim]
+    verdicts = list(group["verdict"])
+    if claim == 2:  # "AP at least as high": no effect on AP is enough
+        verdicts = [HELD if part.startswith("AP") and v == NO_EFFECT else v
+                    for part, v in zip(group["part"], verdicts)]
+    v = combined(verdicts, list(group["holm_p"]))
+    if claim == 5 and v in (HELD, HELD_BELOW_BAND):
+        means = dict(zip(group["part"], group["mean"]))
+        if not all(means[f"{n} AR100"] >= max(means[f"{n} AR300"], means[f"{n} AR1000"])
+                   for n in ("ML", "IUR")):
+            v = f"{v}, but the largest gain is not at AR@100"
+    return v
+
+
+def next_stage(claim: int, parts: pd.DataFrame) -> int | None:
+    """The fresh seeds a further stage of an open claim needs for an 80% chance to decide every
+    part (stats.seeds_for_power over the per-seed differences in `parts`, every seed read so far);
+    None beyond 100 seeds or with fewer than 3 seeds."""
+    group = parts[parts["claim"] == claim]
+    if any(d is None for d in group["differences"]):
+        return None
+    seeds = sorted(set.intersection(*(set(d) for d in group["differences"])))
+    if len(seeds) < 3:
+        return None
+    bands = [CORRELATION if u == "correlation" else POINTS for u in group["unit"]]
+    return seeds_for_power([[d[s] for d in group["differences"]] for s in seeds], bands)
+
+
+def _part_text(part: pd.Series) -> str:
+    digits = 2 if part["unit"] == "correlation" else 1
+    diff = None if part["mean"] is None or pd.isna(part["mean"]) else {
+        k: (None if part[k] is None or pd.isna(part[k]) else part[k]) for k in ("mean", "lo", "hi")}
+    text = f"{part['part']} {format_interval(diff, digits)} ({part['verdict']}"
+    if part["verdict"] == CONTRADICTED and part["holm_p"] is not None and part["holm_p"] >= 0.05:
+        text += f", not after Holm's correction: p {part['holm_p']:.2f}"
+    if part["size"]:
+        ours = {"mean": part["ours_pct"], "lo": part["ours_pct_lo"], "hi": part["ours_pct_hi"]}
+        text += f"; {format_interval(ours, 0, '%')} of the baseline, the paper's " \
+                f"{part['paper_pct']:+.0f}%: {part['size']}"
+    return text + ")"
+
+
+def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict] = ()) -> pd.DataFrame:
+    """The seven claims of DESIGN.md, each with its evidence (per part: mean difference over
+    paired seeds, its 95% interval, verdict, and the gain against the paper's in % of the
+    baseline) and the claim's verdict; `final_runs` are Table 5's 24-epoch runs, `deciding_runs`
+    the confirmatory stages of grids.DECIDING's claims, each read on its last stage alone, the
+    earlier stages after it."""
+    parts = claim_parts(runs, final_runs, deciding_runs)
+    rows = []
+    for claim in range(1, 7):
+        group = parts[parts["claim"] == claim]
+        v = claim_verdict(claim, parts)
+        text = "; ".join(_part_text(p) for _, p in group.iterrows())
+        read = _stage_seeds(claim, bool(deciding_runs))
+        prefix = ""
+        if read is not None:
+            stage = DECIDING[claim]["stages"][-1]
+            n = group["n"].dropna()
+            got = int(n.min()) if len(n) else 0
+            prefix = (f"on {got} fresh seeds ({read.start}-{read.stop - 1}), fixed "
+                      f"{stage['fixed']} by {stage['planned']}"
+                      + ("" if got == stage["seeds"] else f"; {stage['seeds'] - got} not run")
+                      + ": ")
+            for earlier in stages(claim)[:-1]:
+                before = claim_parts(runs, final_runs, deciding_runs, seeds=earlier)
+                text += (f". Seeds {earlier.start}-{earlier.stop - 1}, read before: "
+                         f"{claim_verdict(claim, before)}")
+        so_far = parts if read is None else claim_parts(runs, final_runs, deciding_runs,
+                                                        seeds=range(read.stop))
+        if v == INCONCLUSIVE and so_far[so_far["claim"] == claim]["n"].min() >= 3:
+            needed = next_stage(claim, so_far)
+            text += (f". A further stage would need {needed} fresh seeds for 80% power, planned "
+                     "from every seed read" if needed else
+                     ". A further stage would need over 100 fresh seeds for 80% power")
+        if claim in AFTER_A_LOOK:
+            text += f". Chosen after a look: {AFTER_A_LOOK[claim]}"
+        rows.append((f"{prefix}{claim}. {TITLES[claim]}", text, v))
+    rows.append((f"7. {TITLES[7]}", *_correlation_tracks_ap(runs)))
+    return pd.DataFrame(rows, columns=["claim", "evidence", "verdict"]).set_index("claim")
+
+
+def plan_table() -> pd.DataFrame:
+    """Every claim's plan as fixed (grids.DECIDING): the seeds each stage reads, how its number
+    was planned and when it was fixed; a claim without confirmatory stages reads seeds 0-6."""
+    rows = []
+    for claim in range(1, 8):
+        for i, seeds in enumerate(stages(claim)):
+            stage = DECIDING[claim]["stages"][i - 1] if i else None
+            rows.append({"claim": claim, "stage": i + 1, "seeds": f"{seeds.start}-{seeds.stop - 1}",
+                         "read": "the verdict" if i == len(stages(claim)) - 1 else "shown, not judged",
+                         "planned": stage["planned"] if stage else "the book's seeds",
+                         "fixed": stage["fixed"] if stage else "before the book's first run"})
+    return pd.DataFrame(rows).set_index(["claim", "stage"])
 
 
 def claim5_second_stage(runs: list[dict]) -> int | None:
-    """Claim 5's second stage as its first stage's runs plan it (stats.seeds_for_power over its
-    six parts' per-seed differences): grids.DECIDING fixes the number, this recomputes it."""
-    first = _on_seeds(runs, stages(5)[0])
-    pairs = [(per_seed(first, _row(RPN, **flags), k), per_seed(first, _row(RPN), k))
-             for flags, _, k in _RPN_PARTS]
+    """Claim 5's second stage as the seeds before it plan it (stats.seeds_for_power over its six
+    parts' per-seed differences): grids.DECIDING fixes the number, this recomputes it."""
+    before = range(stages(5)[0].start, stages(5)[-1].start)
+    pairs = [(per_seed(_on_seeds(runs, before), _row(RPN, **flags), k),
+              per_seed(_on_seeds(runs, before), _row(RPN), k)) for flags, _, k in _RPN_PARTS]
     seeds = sorted(set.intersection(*(set(a) & set(b) for a, b in pairs)))
     if len(seeds) < 3:
         return None
@@ -184,7 +298,7 @@ def _correlation_tracks_ap(runs: list[dict]) -> tuple[str, str]:
     points = judged_points(method_points(runs))
     r = pearson(list(points["correlation"]), list(points["AP"]))
     if r is None:
-        return f"{len(points)} methods with a correlation; at least 4 needed", "no data"
+        return f"{len(points)} methods with a correlation; at least 4 needed", NO_DATA
     text = f"Pearson r = {r['r']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}] over {r['n']} methods"
     minus = points[points["detector"] == FCOS_MINUS]
     if len(minus) >= 3:  # shown beside, not judged: the verdict's set was fixed beforehand

@@ -81,27 +81,35 @@ KERNEL_GAINS = [[{"label": name, **_ROW[name], "key": key} for name in pair]
                                   (("FCOS− + IUR", "FCOS"), "AP"), (("RPN + ML", "RPN"), "AR100"),
                                   (("RPN + IUR", "RPN"), "AR100"))]
 
-# Claims the book's seven seeds left undecided, each with the number of paired seeds fixed in
-# advance from those seeds' mean and spread (stats.seeds_to_decide, 2026-11-28), and the rows it
-# compares. The scorecard reads such a claim once, at that number, never as seeds arrive; the
-# extra seeds extend only the full book at `shapes` scale (seeds 0-6 or more).
-# A claim those seeds still left undecided gets one second stage, the last: `second` new seeds
-# after them, their number fixed from the first stage's per-seed differences before any of them
-# ran (stats.seeds_for_power: an 80% chance to decide every part, 2026-12-05). Its verdict reads
-# the new seeds alone, so the look at the first stage does not bias it.
+# Claims the book's seven seeds (0-6) left undecided, each with its confirmatory stages: fresh seeds
+# after the book's, their number fixed before any of them ran from the seeds before them, and the
+# rows they train. A claim reads its last stage alone (DESIGN.md, "One rule for every claim"); the
+# earlier stages are shown after it. Each stage names how its number was planned and when it was
+# fixed; the extra seeds extend only the full book at `shapes` scale (seeds 0-6 or more).
 BOOK_SEEDS = 7
-DECIDING = {1: {"rows": [_ROW["FCOS− + ML"], _ROW["FCOS− + alignment"]], "seeds": 27},
-            2: {"rows": [_ROW["FCOS− + IUR"], _ROW["FCOS"]], "seeds": 16},
-            5: {"rows": [_ROW["RPN"], _ROW["RPN + ML"], _ROW["RPN + IUR"]], "seeds": 12,
-                "second": 29}}
+_FIRST_PLAN = "stats.seeds_to_decide (50% power to decide one part) on seeds 0-6"
+DECIDING = {
+    1: {"rows": [_ROW["FCOS− + ML"], _ROW["FCOS− + alignment"]],
+        "stages": [{"seeds": 20, "planned": _FIRST_PLAN, "fixed": "2026-11-28"}]},
+    2: {"rows": [_ROW["FCOS− + IUR"], _ROW["FCOS"]],
+        "stages": [{"seeds": 9, "planned": _FIRST_PLAN, "fixed": "2026-11-28"}]},
+    5: {"rows": [_ROW["RPN"], _ROW["RPN + ML"], _ROW["RPN + IUR"]],
+        "stages": [{"seeds": 5, "planned": _FIRST_PLAN, "fixed": "2026-11-28"},
+                   {"seeds": 29, "planned": "stats.seeds_for_power (80% power to decide every "
+                    "part) on seeds 0-11", "fixed": "2026-12-05"}]},
+}
+# Choices made after a look at a claim's results, named in that claim's evidence.
+AFTER_A_LOOK = {5: "RPN's lr was raised from 4x to 16x the paper's after claim 5 had read "
+                   "contradicted at 4x (the setting page's sweep of the RPN baseline alone)"}
 
 
 def stages(claim: int) -> list[range]:
-    """The seeds each stage of a DECIDING claim reads: the first (seeds 0 on), then the second's
-    new seeds where it has one."""
-    first = DECIDING[claim]["seeds"]
-    return [range(first)] + ([range(first, first + DECIDING[claim]["second"])]
-                             if "second" in DECIDING[claim] else [])
+    """The seeds of each stage of a claim: the book's seeds 0-6, then each confirmatory stage's
+    fresh seeds (DECIDING)."""
+    out = [range(BOOK_SEEDS)]
+    for stage in DECIDING.get(claim, {}).get("stages", []):
+        out.append(range(out[-1].stop, out[-1].stop + stage["seeds"]))
+    return out
 
 
 def deciding_configs(scale: str, seeds: Iterable[int],
@@ -168,6 +176,23 @@ def dense_lr_grid(detector: str, lrs: list[float]) -> list[dict]:
 GOAL_OFFSETS = [0.7, 0.8, 1.0]
 
 
+# Pretrained or random init (the same page): the four baselines and FCOS− + ML + IUR on the book's
+# seeds with the tiny backbone pretrained on the generated classification set (mlc.models.pretrain),
+# beside the same rows from random init. Part of the full book only.
+INIT_ROWS = [{"label": "FCOS−", "detector": FCOS_MINUS, "set": {}},
+             {"label": "FCOS", "detector": "fcos", "set": {}},
+             {"label": "RetinaNet", "detector": RETINANET, "set": {}},
+             {"label": "RPN", "detector": RPN, "set": {}},
+             {"label": "FCOS− + ML + IUR", "detector": FCOS_MINUS, "set": {"ml": True, "iur": True}}]
+
+
+def init_grid(rows: list[dict]) -> list[dict]:
+    """Each row at both inits: random (the row as it is) and pretrained (`pretrained` set)."""
+    return [{**row, "label": f"{row['label']} ({init})", "init": init,
+             "set": {**row["set"], **({"pretrained": True} if init == "pretrained" else {})}}
+            for row in rows for init in ("random", "pretrained")]
+
+
 # The sweeps the book runs by default (the notebooks' parameter cells hold the same values).
 GAMMAS = [0.5, 1.0, 2.0]  # IUR's loss weight, on FCOS− + IUR
 ALPHAS = [0.0, 0.5, 2.0]  # ML's alpha, on RPN + ML
@@ -220,8 +245,8 @@ def scorecard_configs(scale: str, seeds: Iterable[int],
 def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = "final") -> list[RunConfig]:
     """Every run the book's notebooks read with their default parameters: the tables and the
     scorecard, MLC's successors, the sensitivity sweeps, on a generated set the head-offset dial
-    and, at `shapes` scale, the setting study's candidates and learning-rate checks and the seeds
-    that decide a claim."""
+    and, at `shapes` scale, the setting study's candidates, learning-rate checks and pretrained
+    backbone, and the seeds that decide a claim."""
     seeds = list(seeds)
     configs = {c.name: c for c in scorecard_configs(scale, seeds, final_schedule)}
     grids = [SUCCESSORS, sweep_grid(FCOS_MINUS, "gamma", GAMMAS, {"iur": True}),
@@ -240,5 +265,7 @@ def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = 
         if set(range(BOOK_SEEDS)) <= set(seeds):
             dense = [row for det in (FCOS_MINUS, RETINANET) for row in dense_lr_grid(det, DENSE_LRS)]
             configs.update((c.name, c) for c in grid_configs(dense, scale, DENSE_LR_SEEDS))
+            configs.update((c.name, c) for c in grid_configs(init_grid(INIT_ROWS), scale,
+                                                             range(BOOK_SEEDS)))
     configs.update((c.name, c) for c in deciding_configs(scale, seeds))
     return list(configs.values())

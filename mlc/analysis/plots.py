@@ -234,3 +234,68 @@ def setting(points: pd.DataFrame, ap_goal: float, correlation_goal: float) -> Fi
     b.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
+
+
+_COLOURS = sns.color_palette(PALETTE)
+VERDICT_COLOURS = {"held": _COLOURS[2], "held, but below the band": _COLOURS[9],
+                   "contradicted": _COLOURS[3], "inconclusive": _COLOURS[7], "no effect": _COLOURS[4]}
+
+
+def init_seeds(points: pd.DataFrame) -> Figure | None:
+    """Each seed's headline metric per row at both inits (`tables.init_points`), one panel per
+    metric, with the mean and its 95% t-interval beside the seeds."""
+    if points.empty:
+        return None
+    metrics = list(dict.fromkeys(points["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(WIDTH, 3.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [points[points["metric"] == m]["row"].nunique()
+                                                           for m in metrics]})
+    for ax, m in zip(axes[0], metrics):
+        data = points[points["metric"] == m]
+        sns.stripplot(data=data, x="row", y="value", hue="init", dodge=True, ax=ax, size=4,
+                      alpha=0.7, hue_order=["random", "pretrained"], legend=ax is axes[0][-1])
+        sns.pointplot(data=data, x="row", y="value", hue="init", dodge=0.4, ax=ax, errorbar=t_interval,
+                      markers="_", linestyles="none", hue_order=["random", "pretrained"],
+                      palette=["black", "black"], legend=False)
+        ax.set(xlabel="", ylabel=m)
+        ax.tick_params(axis="x", labelrotation=20)
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), title="init", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def scorecard_figure(parts: pd.DataFrame) -> Figure:
+    """Every part of claims 1-6 (`claims.claim_parts`) as our gain's 95% interval in % of its
+    baseline, coloured by the part's verdict, on the grey band of effects too small to matter
+    (±0.5 points or ±0.02 of correlation, in % of that part's baseline), with the paper's own
+    gain (in % of its baseline) as a black diamond."""
+    shown = parts.dropna(subset=["ours_pct"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.32 * len(shown) + 1.2))
+    labels = []
+    for y, part in shown.iterrows():
+        band = 100 * part["band"] / abs(part["baseline"])
+        ax.fill_betweenx([y - 0.4, y + 0.4], -band, band, color="0.88", lw=0, zorder=0)
+        colour = VERDICT_COLOURS.get(str(part["verdict"]).split(":")[0], "0.5")
+        lo = part["ours_pct_lo"] if pd.notna(part["ours_pct_lo"]) else part["ours_pct"]
+        hi = part["ours_pct_hi"] if pd.notna(part["ours_pct_hi"]) else part["ours_pct"]
+        ax.plot([lo, hi], [y, y], color=colour, lw=3, solid_capstyle="butt", zorder=2)
+        ax.plot(part["ours_pct"], y, "o", color=colour, ms=5, zorder=3)
+        if pd.notna(part["paper_pct"]):
+            ax.plot(part["paper_pct"], y, "D", color="black", ms=4, zorder=4)
+        labels.append(f"{part['claim']} · {part['part']}")
+    ax.axvline(0, color="0.3", lw=0.8, zorder=1)
+    ax.set_yticks(range(len(shown)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("gain, % of the baseline (ours: 95% interval over paired seeds)")
+    handles = [plt.Line2D([], [], color=c, lw=3, label=v) for v, c in VERDICT_COLOURS.items()
+               if v in set(shown["verdict"].astype(str).str.split(":").str[0])]
+    handles += [plt.Line2D([], [], color="black", marker="D", ls="", ms=4, label="the paper's gain"),
+                plt.Rectangle((0, 0), 1, 1, color="0.88", label="too small to matter")]
+    for y in range(1, len(shown)):  # a rule between claims
+        if shown.at[y, "claim"] != shown.at[y - 1, "claim"]:
+            ax.axhline(y - 0.5, color="0.6", lw=0.6)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.35, -0.6 / len(shown) - 0.06),
+              ncol=3, frameon=False)
+    fig.tight_layout()
+    return fig

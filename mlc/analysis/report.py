@@ -3,13 +3,14 @@ curves, and a provenance line saying which runs were trained now and which were 
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from collections.abc import Iterable
 
 import pandas as pd
 
+from mlc.analysis.stats import mean_std
+from mlc.analysis.tables import per_seed
 from mlc.config import RunConfig
 from mlc.runs import get_or_train
 from mlc.util import cpu
@@ -19,38 +20,27 @@ def collect(configs: Iterable[RunConfig], allow_training: bool = True,
             device: str | None = None) -> list[dict]:
     """For each config, {config, record}; record is None for a missing run when training is off.
 
-    One line per run goes to stderr (what was trained, how long it took), which papermill's
-    --log-output shows while `make reproduce` runs.
+    A line per run trained here goes to stderr as it finishes, then one line counting the runs
+    read and those not run (papermill's --log-output shows them while `make reproduce` runs).
     """
-    out = []
+    out, read, missing = [], 0, 0
     configs = list(configs)
-    for i, cfg in enumerate(configs, 1):
+    for cfg in configs:
         t0 = time.perf_counter()
         record = get_or_train(cfg, device=device, progress=False, allow_training=allow_training)
         if record is None:
-            status = "not run (training off)"
+            missing += 1
         elif record["trained_now"]:
-            status = f"trained in {time.perf_counter() - t0:.0f} s: {record['metrics']}"
+            print(f"{cfg.scale} {cfg.name} seed {cfg.seed}: trained in "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         else:
-            status = f"read from the {record['source']}"
-        print(f"[{i}/{len(configs)}] {cfg.scale} {cfg.name} seed {cfg.seed}: {status}",
-              file=sys.stderr, flush=True)
+            read += 1
         out.append({"config": cfg, "record": record})
+    if configs:
+        print(f"{len(configs)} runs: {read} read from their records"
+              + (f", {missing} not run (training off)" if missing else ""),
+              file=sys.stderr, flush=True)
     return out
-
-
-def mean_std(values: list[float | None], digits: int = 1) -> str:
-    """'mean ± sample std' ('mean' for one value; 'not run' for no run, 'n/a' for no value,
-    e.g. no object of that size in the validation set)."""
-    if not values:
-        return "not run"
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def summary_table(runs: list[dict], metrics: Iterable[str], label: str = "detector") -> pd.DataFrame:
@@ -89,8 +79,6 @@ def loss_curves(runs: list[dict]) -> pd.DataFrame:
 def term_curves(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
     """Per-epoch mean of every loss term of every finished run of a grid, long form: the run's
     row label, detector, seed, epoch, term, value and the epoch MLC's terms start at."""
-    from mlc.analysis.tables import per_seed
-
     rows = []
     for run in runs:
         if run["record"] is None:

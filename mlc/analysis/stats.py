@@ -1,11 +1,11 @@
 """The statistics the book reports, from scipy: a paired difference over seeds with its Student-t
-95% interval, the verdict it supports, gains relative to a baseline, and Pearson's r with its
-Fisher interval.
+95% interval and p-value, the verdict it supports, Holm's correction across a claim's parts, gains
+relative to a baseline set against the paper's, and Pearson's r with its Fisher interval.
 
 A verdict says what the interval says: *held* when it lies above 0, *contradicted* below 0,
 *no effect* when it lies within the band of effects too small to matter (±0.5 AP or AR points,
-±0.02 of correlation), and *inconclusive* otherwise. An interval above 0 but inside the band is
-*held*: the effect is real, and the interval shows that it is small.
+±0.02 of correlation), and *inconclusive* otherwise. An interval above 0 that lies inside the
+band is *held, but below the band*: the effect is real, and too small to matter.
 """
 
 from __future__ import annotations
@@ -19,23 +19,28 @@ from scipy import stats
 CONFIDENCE = 0.95
 BANDS = {"points": 0.5, "correlation": 0.02}  # |effect| that counts as none, by unit
 HELD, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = "held", "contradicted", "no effect", "inconclusive"
+HELD_BELOW_BAND = "held, but below the band"
 NO_DATA = "no data"
 
 
 def paired_difference(a: dict[int, float | None], b: dict[int, float | None]) -> dict | None:
-    """Mean of a − b over the seeds both have, with the 95% interval of scipy's paired t-test
-    ({"mean", "lo", "hi", "n"}; lo and hi None with one seed; None without a pair)."""
+    """Mean of a − b over the seeds both have, with the 95% interval and two-sided p-value of
+    scipy's paired t-test and the per-seed differences ({"mean", "lo", "hi", "n", "p",
+    "differences"}; lo, hi and p None with one seed; None without a pair)."""
     seeds = sorted(s for s in set(a) & set(b) if a[s] is not None and b[s] is not None)
     if not seeds:
         return None
-    x, y = [a[s] for s in seeds], [b[s] for s in seeds]
-    mean = statistics.fmean(u - v for u, v in zip(x, y))
+    differences = {s: a[s] - b[s] for s in seeds}
+    mean = statistics.fmean(differences.values())
+    out = {"mean": mean, "lo": None, "hi": None, "n": len(seeds), "p": None,
+           "differences": differences}
     if len(seeds) < 2:
-        return {"mean": mean, "lo": None, "hi": None, "n": 1}
-    if len({u - v for u, v in zip(x, y)}) == 1:  # no spread: the interval is the point
-        return {"mean": mean, "lo": mean, "hi": mean, "n": len(seeds)}
-    interval = stats.ttest_rel(x, y).confidence_interval(CONFIDENCE)
-    return {"mean": mean, "lo": float(interval.low), "hi": float(interval.high), "n": len(seeds)}
+        return out
+    if len(set(differences.values())) == 1:  # no spread: the interval is the point
+        return {**out, "lo": mean, "hi": mean, "p": 1.0 if mean == 0 else 0.0}
+    test = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
+    interval = test.confidence_interval(CONFIDENCE)
+    return {**out, "lo": float(interval.low), "hi": float(interval.high), "p": float(test.pvalue)}
 
 
 def relative(diff: dict | None, baseline: float | None) -> dict | None:
@@ -45,7 +50,7 @@ def relative(diff: dict | None, baseline: float | None) -> dict | None:
         return None
     scale = 100 / baseline
     return {k: (None if diff[k] is None else diff[k] * scale) if k in ("mean", "lo", "hi")
-            else diff[k] for k in diff}
+            else diff[k] for k in diff if k != "differences"}
 
 
 def verdict(diff: dict | None, band: float) -> str:
@@ -56,12 +61,36 @@ def verdict(diff: dict | None, band: float) -> str:
     if diff["lo"] is None:
         return f"{INCONCLUSIVE}: 1 seed"
     if diff["lo"] > 0:
-        return HELD
+        return HELD_BELOW_BAND if diff["hi"] <= band else HELD
     if diff["hi"] < 0:
         return CONTRADICTED
     if -band <= diff["lo"] and diff["hi"] <= band:
         return NO_EFFECT
     return INCONCLUSIVE
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a claim's parts' p-values (None stays None): the k-th
+    smallest of m is multiplied by m − k + 1, and each adjusted value is at least the one before."""
+    present = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for k, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (len(present) - k) * p))
+        out[i] = running
+    return out
+
+
+def size_reading(ours: dict | None, paper: float | None) -> str:
+    """Our gain's interval (in % of our baseline) against the paper's gain (in % of its own):
+    smaller than the paper's, consistent with it, or larger; "" where either is missing."""
+    if ours is None or ours["lo"] is None or paper is None:
+        return ""
+    if ours["hi"] < paper:
+        return "smaller than the paper's"
+    if ours["lo"] > paper:
+        return "larger than the paper's"
+    return "consistent with the paper's"
 
 
 def seeds_to_decide(diff: dict | None, band: float, most: int = 100) -> int | None:
@@ -101,18 +130,37 @@ def seeds_for_power(differences: Sequence[Sequence[float]], bands: Sequence[floa
     return None
 
 
-def combined(verdicts: list[str]) -> str:
-    """The verdict of a claim made of parts: held when every part is, contradicted when any
-    part is, no effect when every part is held or no effect, else inconclusive."""
+def combined(verdicts: list[str], holm_p: Sequence[float | None] | None = None) -> str:
+    """The verdict of a claim made of parts: held when every part is (held, but below the band
+    when one of them is); contradicted when a part is and, with `holm_p` (the parts' Holm-adjusted
+    p-values), stays below 0 after the correction; no effect when every part is held or no
+    effect; else inconclusive."""
     if not verdicts or any(v == NO_DATA for v in verdicts):
         return NO_DATA
-    if all(v == HELD for v in verdicts):
-        return HELD
-    if any(v == CONTRADICTED for v in verdicts):
+    held = (HELD, HELD_BELOW_BAND)
+    if all(v in held for v in verdicts):
+        return HELD_BELOW_BAND if HELD_BELOW_BAND in verdicts else HELD
+    if any(v == CONTRADICTED and (holm_p is None or (holm_p[i] is not None
+                                                     and holm_p[i] < 1 - CONFIDENCE))
+           for i, v in enumerate(verdicts)):
         return CONTRADICTED
-    if all(v in (HELD, NO_EFFECT) for v in verdicts):
+    if all(v in (*held, NO_EFFECT) for v in verdicts):
         return NO_EFFECT
     return INCONCLUSIVE
+
+
+def mean_std(values: list[float | None], digits: int = 1) -> str:
+    """'mean ± sample std' ('mean' for one value; 'not run' for no run, 'n/a' for no value,
+    e.g. no object of that size in the validation set)."""
+    if not values:
+        return "not run"
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def signed(value: float, digits: int) -> str:

@@ -11,10 +11,10 @@ import statistics
 import pandas as pd
 
 from mlc.analysis.grids import RPN
-from mlc.analysis.report import mean_std
 from mlc.analysis.stats import (
     BANDS,
     format_interval,
+    mean_std,
     paired_difference,
     relative,
     signed,
@@ -325,4 +325,68 @@ def setting_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
         }
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "candidate"
+    return table
+
+
+def init_points(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
+    """One row per finished run of an init grid (grids.init_grid): the row's label without its
+    init, the init, seed, headline metric (AR@100 for RPN, else AP) and correlation."""
+    rows = []
+    for row in grid:
+        key = "AR100" if row["detector"] == RPN else "AP"
+        corr = per_seed(runs, row, "divergence.mean")
+        for seed, value in per_seed(runs, row, key).items():
+            rows.append({"row": row["label"].rsplit(" (", 1)[0], "init": row["init"], "seed": seed,
+                         "metric": key, "value": value, "correlation": corr.get(seed)})
+    return pd.DataFrame(rows, columns=["row", "init", "seed", "metric", "value", "correlation"])
+
+
+def init_table(grid: list[dict], runs: list[dict], max_below_median: float = 2.0,
+               max_std: float = 1.0) -> pd.DataFrame:
+    """Per row and init: the headline metric's mean ± sample std over seeds, its worst seed's
+    distance below the median, whether both meet the goal (no seed more than `max_below_median`
+    below the median, std at most `max_std`), the correlation, and pretrained − random over paired
+    seeds with its 95% interval."""
+    points = init_points(grid, runs)
+    out = {}
+    for (label, init), group in points.groupby(["row", "init"], sort=False):
+        values = group["value"].dropna()
+        below = float(values.median() - values.min()) if len(values) else None
+        std = statistics.stdev(values) if len(values) >= 2 else None
+        met = below is not None and std is not None and below <= max_below_median and std <= max_std
+        out[(label, init)] = {
+            "metric": group["metric"].iloc[0], "seeds": ",".join(map(str, sorted(group["seed"]))),
+            "mean ± std": mean_std(list(values)),
+            "worst below median": "–" if below is None else f"{below:.1f}",
+            "goal met": "yes" if met else "no",
+            "correlation": mean_std(list(group["correlation"].dropna()), 3),
+        }
+        if init == "pretrained":
+            other = points[(points["row"] == label) & (points["init"] == "random")]
+            diff = paired_difference(dict(zip(group["seed"], group["value"])),
+                                     dict(zip(other["seed"], other["value"])))
+            out[(label, init)]["pretrained − random"] = format_interval(diff)
+    table = pd.DataFrame.from_dict(out, orient="index").fillna("")
+    table.index.names = ["row", "init"]
+    return table
+
+
+def init_gain_table(grid: list[dict], runs: list[dict], method: str, baseline: str) -> pd.DataFrame:
+    """The paired gain of row `method` over row `baseline` (labels without their init) at each
+    init, in AP and correlation, with 95% intervals and in % of the baseline."""
+    out = {}
+    for init in ("random", "pretrained"):
+        rows = {r["label"].rsplit(" (", 1)[0]: r for r in grid if r["init"] == init}
+        if method not in rows or baseline not in rows:
+            continue
+        m, b = rows[method], rows[baseline]
+        ap_b = per_seed(runs, b, "AP")
+        out[init] = {
+            "AP gain": format_gain(paired_difference(per_seed(runs, m, "AP"), ap_b),
+                                   _mean(ap_b.values())),
+            "correlation gain": format_interval(paired_difference(
+                per_seed(runs, m, "divergence.mean"), per_seed(runs, b, "divergence.mean")), 3),
+        }
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "init"
     return table
