@@ -108,9 +108,14 @@ def _pretrain(args: argparse.Namespace) -> None:
 def _runs(args: argparse.Namespace) -> None:
     from mlc.analysis.grids import book_configs
     from mlc.launch import train_missing
+    from mlc.notebooks import notebook_configs
 
-    done = train_missing(book_configs(args.scale, range(args.seeds)), workers=args.workers,
-                         ngpus=args.ngpus, device=args.device)
+    seeds = list(range(args.seeds))
+    configs = {c.name: c for c in book_configs(args.scale, seeds)}
+    notebooks = sorted((paths.REPO_ROOT / "notebooks").glob("*.ipynb"))
+    configs.update((c.name, c) for c in notebook_configs(notebooks, args.scale, seeds))
+    done = train_missing(list(configs.values()), workers=args.workers, ngpus=args.ngpus,
+                         device=args.device)
     if any(outcome.startswith("failed") for _, _, outcome in done):
         raise SystemExit(1)
 
@@ -230,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="train the runs the book needs that are missing",
                        description="Train every run the notebooks read with their default "
-                       "parameters (tables, scorecard, sensitivity sweeps, head-offset dial) that "
-                       "has no record yet: on a CPU in parallel single-threaded workers, on GPUs "
-                       "one after another through torchrun. Prints each run's time and the total.",
+                       "parameters (tables, scorecard, sensitivity sweeps, head-offset dial, and "
+                       "any row added to a notebook's grid) that has no record yet: on a CPU in "
+                       "parallel single-threaded workers, on GPUs one after another through "
+                       "torchrun. Prints each run's time and the total.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--scale", default="shapes", choices=list(SCALES))
     p.add_argument("--seeds", type=int, default=7, help="seeds 0..n-1")

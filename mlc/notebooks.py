@@ -1,4 +1,5 @@
-"""Execute the parameterized notebooks with papermill into the book's folder.
+"""Execute the parameterized notebooks with papermill into the book's folder, and read the runs
+their parameters cells ask for (so that `python -m mlc runs` trains a row a reader added).
 
 A notebook that fails stops the whole build with the notebook, the cell and the error named;
 its previous executed copy is removed, so the book is never built from a stale notebook. A
@@ -7,6 +8,7 @@ notebook that succeeds replaces its executed copy atomically.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -14,6 +16,30 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+
+def parameters(notebook: Path) -> dict:
+    """The values a notebook's `parameters` cell sets (the cell run as Python; {} without one)."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    namespace: dict = {}
+    if cell is not None:
+        exec("".join(cell["source"]), {}, namespace)  # the repository's own notebooks
+    return namespace
+
+
+def notebook_configs(notebooks: list[Path], scale: str, seeds: list[int]) -> list:
+    """The runs the notebooks' own `grid` rows ask for at `scale` and `seeds`, each at its
+    notebook's `schedule`: a row added to a notebook is trained by `mlc runs` like the book's."""
+    from mlc.analysis.grids import grid_configs
+
+    configs = {}
+    for notebook in notebooks:
+        values = parameters(notebook)
+        if "grid" in values:
+            for cfg in grid_configs(values["grid"], scale, seeds, values.get("schedule")):
+                configs[cfg.name] = cfg
+    return list(configs.values())
 
 
 class NotebookFailed(RuntimeError):
@@ -51,48 +77,43 @@ def execute(notebook: Path, out_dir: Path, parameters: dict) -> float:
     return time.perf_counter() - t0
 
 
-def _log_cells(prefix: str) -> None:
-    """Stream the cells' output (each run trained or read) to stderr, each line prefixed."""
-    log = logging.getLogger("papermill")
-    for old in list(log.handlers):
-        log.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"  {prefix}%(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-
-
-def _execute_in_worker(notebook: Path, out_dir: Path, parameters: dict) -> float:
-    _log_cells(f"[{Path(notebook).stem}] ")
-    return execute(notebook, out_dir, parameters)
+def _execute_in_worker(notebook: Path, out_dir: Path, parameters: dict, log: Path) -> float:
+    """Execute one notebook in this worker process with everything it and its kernel print
+    (cell output, papermill's progress, the kernel's own warnings) going to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)  # inherited by the kernel papermill starts
+    logger = logging.getLogger("papermill")
+    logger.handlers[:] = [logging.StreamHandler(sys.stderr)]
+    logger.setLevel(logging.INFO)
+    try:
+        return execute(notebook, out_dir, parameters)
+    except NotebookFailed as err:
+        raise NotebookFailed(f"{err} Its log: {log}") from None
 
 
 def execute_all(notebooks: list[Path], out_dir: Path, parameters: dict, workers: int = 1) -> None:
-    """Execute every notebook, `workers` at a time (each in its own process and kernel), printing
-    each one's time and the wall time; the first failure stops the rest and is raised.
+    """Execute every notebook, `workers` at a time, each in its own process and kernel, printing
+    one line per notebook with its time and where its full log is; the first failure stops the
+    rest and is raised.
 
     A notebook reads finished runs or waits on the lock of a run another one is training, so
     the order they run in does not change what they show."""
     start, total = time.perf_counter(), 0.0
-    if workers <= 1:
-        _log_cells("")
-        for nb in notebooks:
-            print(f"executing {nb} -> {Path(out_dir) / Path(nb).name} with {parameters}", flush=True)
-            seconds = execute(nb, out_dir, parameters)
-            total += seconds
-            print(f"  {nb} done in {seconds:.0f} s", flush=True)
-    else:
-        print(f"executing {len(notebooks)} notebooks -> {out_dir} with {parameters}, {workers} at a "
-              "time", flush=True)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = {pool.submit(_execute_in_worker, nb, out_dir, parameters): nb for nb in notebooks}
-            try:
-                for job in as_completed(jobs):
-                    seconds = job.result()
-                    total += seconds
-                    print(f"  {jobs[job]} done in {seconds:.0f} s", flush=True)
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
+    logs = Path(out_dir) / "_logs"
+    print(f"executing {len(notebooks)} notebook(s) into {out_dir} ({parameters['scale']} scale, "
+          f"{len(parameters['seeds'])} seed(s)), {workers} at a time", flush=True)
+    with ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {pool.submit(_execute_in_worker, nb, out_dir, parameters,
+                            logs / f"{Path(nb).stem}.log"): nb for nb in notebooks}
+        try:
+            for job in as_completed(jobs):
+                seconds = job.result()
+                total += seconds
+                print(f"  {jobs[job]} done in {seconds:.0f} s", flush=True)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
     print(f"{len(notebooks)} notebook(s) executed in {time.perf_counter() - start:.0f} s "
-          f"({total:.0f} s of notebook time)", flush=True)
+          f"({total:.0f} s of notebook time); their logs are in {logs}", flush=True)

@@ -641,3 +641,13 @@ def test_the_scorecard_figure_draws_every_part_with_the_papers_gain():
     assert labels == ["1 · AP ML − alignment", "1 · correlation ML − alignment"]
     shown = parts.dropna(subset=["ours_pct"])
     assert len(shown) == 2 and shown["paper_pct"].round(1).tolist() == [6.2, 14.3]
+
+
+def test_a_paper_key_the_table_does_not_have_is_an_error_naming_the_keys():
+    grid = [{"label": "FCOS−", "detector": "fcos_minus", "set": {}, "paper": "fcos_minus|False|False"},
+            {"label": "FCOS− + ML (alpha 1)", "detector": "fcos_minus", "set": {"ml": True}, "paper": "ml"}]
+    with pytest.raises(ValueError, match=r"'ml'.*fcos_minus\|True\|False"):
+        tables.comparison_table(grid, [], tables.paper_table(3), {"AP": ("AP", "AP")}, baseline="FCOS−")
+    grid[1]["paper"] = ""  # no paper row: allowed, its paper column shows "–"
+    assert tables.comparison_table(grid, [], tables.paper_table(3), {"AP": ("AP", "AP")},
+                                   baseline="FCOS−").loc["FCOS− + ML (alpha 1)", ("AP", "paper")] == "–"

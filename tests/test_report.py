@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from mlc.analysis import grids
 from mlc.analysis.report import benchmark_ratios, provenance_line, summary_table
 from mlc.config import make_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(detector, seed, ap, trained_now=True, apl=None):
@@ -71,3 +76,37 @@ def test_what_was_run_names_the_cpu_its_kernels_and_the_records_without_them():
     assert table["seeds"] == "0, 1, 2"
     more = what_was_run(runs + [run(3), run(4)], "shapes", [0, 1, 2])["scale shapes"]
     assert more["seeds"] == "0, 1, 2; 3-4 for the claims that needed more (grids.DECIDING)"
+
+
+def test_provenance_line_flags_runs_that_do_not_compare_bit_for_bit():
+    """A row trained at another thread count (a notebook's own kernel) than the rows beside it
+    is named, with how to get comparable runs."""
+    same, other = _run("fcos", 0, 1.0), _run("fcos", 1, 2.0)
+    for run, threads in ((same, 1), (other, 2)):
+        run["record"]["provenance"] = {**run["record"]["provenance"], "threads": threads,
+                                       "kernel_fingerprint": "fbe87e8f16bd"}
+    line = provenance_line([same, other], "notebooks/x.ipynb")
+    assert "**not comparable bit for bit**: trained at 1 thread(s), kernel fingerprint fbe87e8f16bd " \
+           "(1 run), 2 thread(s), kernel fingerprint fbe87e8f16bd (1 run)" in line
+    assert "mlc runs" in line
+    other["record"]["provenance"]["threads"] = 1
+    assert "not comparable" not in provenance_line([same, other], "notebooks/x.ipynb")
+
+
+def test_the_runs_a_notebook_grid_asks_for_include_a_row_a_reader_added(tmp_path):
+    import json
+
+    from mlc.notebooks import notebook_configs, parameters
+
+    source = json.loads((ROOT / "notebooks" / "table3.ipynb").read_text())
+    cell = next(c for c in source["cells"] if "parameters" in c["metadata"].get("tags", []))
+    cell["source"] = "".join(cell["source"]).replace(
+        "grid = [", 'grid = [{"label": "FCOS− + ML (alpha 1)", "detector": "fcos_minus", '
+        '"set": {"ml": True, "alpha": 1.0}, "paper": "fcos_minus|True|False"},\n ', 1)
+    edited = tmp_path / "table3.ipynb"
+    edited.write_text(json.dumps(source))
+    assert parameters(edited)["grid"][0]["set"] == {"ml": True, "alpha": 1.0}
+    configs = notebook_configs([edited], "shapes", [0, 1])
+    new = make_config("fcos_minus", "shapes", seed=1, ml=True, alpha=1.0)
+    assert new.name in {c.name for c in configs} and len(configs) == 2 * 9
+    assert new.name not in {c.name for c in grids.book_configs("shapes", [0, 1])}

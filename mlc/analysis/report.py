@@ -105,10 +105,20 @@ def provenance_line(runs: list[dict], made_by: str) -> str:
     dates = sorted({r["provenance"]["date"][:10] for r in done})
     missing = len(runs) - len(done)
     scales = sorted({r["config"].scale for r in runs})
+    kernels = {}
+    for r in done:
+        made = r["provenance"]
+        key = (f"{made.get('threads', '?')} thread(s), kernel fingerprint "
+               f"{made.get('kernel_fingerprint', '?')}")
+        kernels[key] = kernels.get(key, 0) + 1
+    apart = ("" if len(kernels) <= 1 else
+             "; **not comparable bit for bit**: trained at " + ", ".join(
+                 f"{key} ({n} run{'s' * (n != 1)})" for key, n in sorted(kernels.items()))
+             + " (CPU results depend on both: train a new row with `mlc runs`, one thread per run)")
     return (f"Made by {made_by} from {len(done)} run(s) at scale {', '.join(scales)}: "
             f"{now} trained by this notebook, {len(done) - now} read from their result files"
             + (f", {missing} not run" if missing else "")
-            + (f"; code {', '.join(commits)}; dated {', '.join(dates)}." if done else "."))
+            + (f"; code {', '.join(commits)}; dated {', '.join(dates)}" if done else "") + apart + ".")
 
 
 def what_was_run(runs: list[dict], scale: str, seeds: list[int]) -> pd.DataFrame:

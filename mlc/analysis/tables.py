@@ -87,6 +87,12 @@ def comparison_table(grid: list[dict], runs: list[dict], paper: pd.DataFrame,
     baseline's value. Correlations get 2 decimals, percentages 1. Columns are (metric, what);
     an empty `paper` (a sweep the paper does not have) leaves out the paper's columns."""
     base_row = next((r for r in grid if r["label"] == baseline), None)
+    if not paper.empty:
+        unknown = [r for r in grid if r.get("paper") and r["paper"] not in paper.index]
+        if unknown:
+            raise ValueError(f"row {unknown[0]['label']!r} names the paper's row "
+                             f"{unknown[0]['paper']!r}, which the paper's table does not have; its "
+                             f"rows: {', '.join(map(str, paper.index))} (or \"\" for none)")
     rows = {}
     for row in grid:
         out = {}

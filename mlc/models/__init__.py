@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
@@ -56,7 +57,20 @@ def build_backbone(cfg: RunConfig) -> tuple[nn.Module, str]:
         return backbone, "random"
     path = pretrained_weights(sc.pretrain, sc.shapes, sc.tiny_widths)
     load_body(backbone.body, path)
+    rescale_to_initial_norm(backbone.body)
     return backbone, f"pretrained:{path.stem}"
+
+
+@torch.no_grad()
+def rescale_to_initial_norm(body: nn.Module) -> None:
+    """Scale each conv weight of a pretrained tiny body to the norm PyTorch's default init gives
+    its shape in expectation, sqrt(out_channels / 3). Every such conv feeds a GroupNorm, so the
+    body computes the same function; but pretraining grew the early layers' norms about 3x, and
+    under a normalisation the step a weight takes shrinks with its norm squared, so unscaled they
+    would barely move at the detector's lr and keep features made for telling classes apart."""
+    for module in body.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.mul_((module.out_channels / 3) ** 0.5 / module.weight.norm())
 
 
 def build_detector(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, dict]:
