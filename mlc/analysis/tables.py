@@ -396,3 +396,19 @@ def init_gain_table(grid: list[dict], runs: list[dict], method: str, baseline: s
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "init"
     return table
+
+
+def body_norms(weights) -> pd.DataFrame:
+    """Per conv of a pretrained tiny body (a weights file of mlc.models.pretrain): its weight's
+    norm as pretrained, the norm PyTorch's default init gives its shape in expectation
+    (sqrt(out_channels / 3), what `mlc.models.rescale_to_initial_norm` scales it back to) and
+    their ratio, whose square divides the step a normalised layer takes at a given lr."""
+    import torch
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    rows = {name.removesuffix(".weight"): {"pretrained": float(w.norm()), "initial": (w.shape[0] / 3) ** 0.5}
+            for name, w in state.items() if w.dim() == 4}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["ratio"] = table["pretrained"] / table["initial"]
+    table.index.name = "conv"
+    return table.round(2)
