@@ -6,6 +6,8 @@ SCALE ?= shapes
 SEEDS ?= 7
 NGPUS ?= 0
 WORKERS ?= $(shell nproc)
+LAUNCHER ?= pool
+PARTITION ?=
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -18,11 +20,16 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 .PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks kernels-native machine-runs lint clean
 
 reproduce: venv data  ## generate data, train what is missing, execute notebooks, build the book
+ifeq ($(LAUNCHER),slurm)
+	$(PY) -m mlc runs --scale $(SCALE) --seeds $(SEEDS) --launcher slurm $(if $(PARTITION),--partition $(PARTITION))
+	@echo "when the jobs are done (python -m mlc runs --status), make book builds the book"
+else
 	@start=$$(date +%s); \
 	$(PY) -m mlc runs --scale $(SCALE) --seeds $(SEEDS) --workers $(WORKERS) --ngpus $(NGPUS); \
 	$(MAKE) --no-print-directory notebooks; \
 	$(MAKE) --no-print-directory build-book; \
 	echo "make reproduce (scale $(SCALE), seeds $(SEED_LIST)) took $$(( $$(date +%s) - start )) s"
+endif
 # On a CPU, `mlc runs` trains WORKERS runs at once, one thread each (the committed shapes results
 # were made so: CPU results depend on the thread count); with NGPUS=n each run is a torchrun job
 # on n GPUs. It trains every run the notebooks ask for, rows added to a notebook's grid included,

@@ -114,10 +114,37 @@ def _runs(args: argparse.Namespace) -> None:
     configs = {c.name: c for c in book_configs(args.scale, seeds)}
     notebooks = sorted((paths.REPO_ROOT / "notebooks").glob("*.ipynb"))
     configs.update((c.name, c) for c in notebook_configs(notebooks, args.scale, seeds))
-    done = train_missing(list(configs.values()), workers=args.workers, ngpus=args.ngpus,
-                         device=args.device)
+    configs = list(configs.values())
+    if args.status or args.launcher != "pool":
+        from mlc import cluster
+
+        options = cluster.ClusterOptions(
+            cluster="local" if args.launcher == "submitit-local" else "slurm",
+            folder=args.jobs_folder, partition=args.partition, account=args.account,
+            timeout_min=args.timeout_min, gpus_per_run=args.gpus_per_run,
+            array_parallelism=args.array_parallelism)
+        if args.status:
+            print(cluster.status_report(cluster.status(configs, options)))
+            return
+        cluster.require_submitit()
+        _check_prerequisites(configs)
+        print(cluster.describe(cluster.submit(configs, options), options))
+        return
+    _check_prerequisites(configs)
+    done = train_missing(configs, workers=args.workers, ngpus=args.ngpus, device=args.device)
     if any(outcome.startswith("failed") for _, _, outcome in done):
         raise SystemExit(1)
+
+
+def _check_prerequisites(configs: list) -> None:
+    """Name everything the missing runs need and lack (data, weights, folders) in one message."""
+    from mlc.cluster import missing
+    from mlc.config import ConfigError
+    from mlc.runs import missing_prerequisites
+
+    problems = list(dict.fromkeys(p for c in missing(configs) for p in missing_prerequisites(c)))
+    if problems:
+        raise ConfigError("the runs cannot start: " + "; ".join(problems))
 
 
 def _readme(args: argparse.Namespace) -> None:
@@ -245,6 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="CPU worker processes")
     p.add_argument("--ngpus", type=int, default=0, help="GPUs per run (torchrun); 0: CPU workers")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
+    p.add_argument("--launcher", choices=["pool", "slurm", "submitit-local"], default="pool",
+                   help="pool: train here; slurm: submit a job array with submitit and return; "
+                   "submitit-local: the slurm code path on this machine")
+    p.add_argument("--status", action="store_true",
+                   help="list the runs as done, queued or running, failed (with its log) or missing")
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--account", help="Slurm account")
+    p.add_argument("--timeout-min", type=float, default=24 * 60,
+                   help="a job's time limit; a job that reaches it is requeued and resumes")
+    p.add_argument("--gpus-per-run", type=int, default=8, help="GPUs of one coco run (a task each)")
+    p.add_argument("--array-parallelism", type=int, default=64, help="jobs of the array at once")
+    p.add_argument("--jobs-folder", help="submitit's logs and pickles (default: <runs>/_jobs); "
+                   "on storage the nodes share, as runs/, results/ and data/")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("readme", help="write README.md's results and the scorecard figure",

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -199,6 +200,9 @@ def get_or_train(cfg: RunConfig, runs_root: Path | None = None, data_root: Path 
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if not use_cuda:
         cpu.check()
+    problems = missing_prerequisites(cfg, data_root)
+    if any(not p.startswith("the ImageNet weights") for p in problems):  # weights alone: fetched
+        raise ConfigError(f"{cfg.name} cannot start: " + "; ".join(problems))
     require_imagenet_weights(cfg)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         lock = _lock_for_the_job(run_dir / ".lock", device)
@@ -245,6 +249,37 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", 0)) == 0
 
 
+def imagenet_weights_file() -> Path:
+    """Where torchvision keeps ResNet-50's ImageNet weights once fetched."""
+    from torchvision.models import ResNet50_Weights
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet50_Weights.IMAGENET1K_V1.url).name
+
+
+def missing_prerequisites(cfg: RunConfig, data_root: Path | None = None) -> list[str]:
+    """Everything a run needs that is not here, each named, before any work or download: COCO's
+    files at `coco` scale, ImageNet weights for a pretrained ResNet-50 (fetched on first use where
+    the internet is reachable), a writable runs folder."""
+    problems = []
+    if cfg.scale_spec.shapes is None:
+        root = Path(data_root or paths.data_root()) / cfg.scale_spec.data
+        needed = [root / "annotations" / f"instances_{s}2017.json" for s in ("train", "val")]
+        needed += [root / f"{s}2017" for s in ("train", "val")]
+        absent = [str(p) for p in needed if not p.exists()]
+        if absent:
+            problems.append(f"the COCO 2017 files {', '.join(absent)} are missing (unzip "
+                            "train2017.zip, val2017.zip and annotations_trainval2017.zip from "
+                            f"cocodataset.org into {root})")
+    if cfg.pretrained and cfg.scale_spec.backbone == "resnet50" and not imagenet_weights_file().exists():
+        problems.append(f"the ImageNet weights of ResNet-50 are not at {imagenet_weights_file()} "
+                        "(torchvision fetches them on first use where the internet is reachable; "
+                        "--set pretrained=false trains from random init on purpose)")
+    runs = paths.runs_root()
+    if runs.exists() and not os.access(runs, os.W_OK):
+        problems.append(f"the runs folder {runs} is not writable")
+    return problems
+
+
 def require_imagenet_weights(cfg: RunConfig) -> None:
     """Refuse a run that starts from ImageNet weights when they cannot be had, rather than let
     it train from random init for hours toward a table it does not belong to."""
@@ -268,10 +303,20 @@ def _train_and_record(cfg: RunConfig, run_dir: Path, result: Path, data_root: Pa
                       device: str | None, progress: bool, stop_after_epoch: int | None,
                       resume: bool) -> dict | None:
     """Train the run and write its record (provenance, metrics.json, the committed copy)."""
+    checkpoint = run_dir / "checkpoint.pt"
+    if resume and checkpoint.exists() and _is_rank_zero():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+        print(f"resuming {cfg.name} from epoch {state['epoch']}, step {state['step']}",
+              file=sys.stderr, flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_json(), indent=2))
-    out = train(cfg, run_dir, data_root or paths.data_root(), device=device, resume=resume,
-                stop_after_epoch=stop_after_epoch, progress=progress)
+    try:
+        out = train(cfg, run_dir, data_root or paths.data_root(), device=device, resume=resume,
+                    stop_after_epoch=stop_after_epoch, progress=progress)
+    except BaseException:
+        if not checkpoint.exists() and _is_rank_zero():  # nothing trained: leave nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if "metrics" not in out:
         return {**out, "config": cfg.to_json(), "run_dir": str(run_dir)}
     metrics = out.pop("metrics")

@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parent
 # Modules that only report, schedule, check or time runs; they cannot change a result. (The CPU
 # kernel level that util/cpu.py pins is a fact of the machine, like the thread count: it is in
 # each record's provenance, not in the run's identity.) analysis/ reads finished records.
-NOT_RESULT_CODE = {"__main__.py", "bench.py", "figures.py", "launch.py", "notebooks.py", "overrides.py",
-                   "paths.py", "runs.py", "version.py", "util/cpu.py", "util/lock.py"}
+NOT_RESULT_CODE = {"__main__.py", "bench.py", "cluster.py", "figures.py", "launch.py", "notebooks.py",
+                   "overrides.py", "paths.py", "runs.py", "version.py", "util/cpu.py", "util/lock.py"}
 NOT_RESULT_FOLDERS = {"analysis"}
 # Modules that only score a trained model: they change a record's metrics, never its weights.
 EVALUATION_CODE = {"divergence.py", "evaluation.py"}

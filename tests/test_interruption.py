@@ -143,3 +143,21 @@ def test_two_workers_asking_for_one_run_train_it_once(tmp_path, reference):
              (_run_dir(tmp_path) / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(10))
     _assert_same_as_reference(tmp_path, outs[0], reference)
+
+
+def test_a_resumed_run_says_where_it_resumes(tmp_path):
+    first = subprocess.run([sys.executable, "-m", "mlc", *ARGS, "--stop-after-epoch", "2"],
+                           capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+    assert first.returncode == 0, first.stderr
+    again = _cli(tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming {CFG.name} from epoch 2, step " in again.stderr
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    """A training set smaller than one batch: the run stops before any work is saved, and its
+    folder (config, lock) is removed rather than left for the next call to trip over."""
+    result = subprocess.run([sys.executable, "-m", "mlc", *ARGS, "--set", "batch_size=64"],
+                            capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+    assert result.returncode != 0 and "fewer than one batch" in result.stderr
+    assert not list((tmp_path / "runs" / "smoke").glob("fcos-*"))

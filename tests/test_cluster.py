@@ -1,0 +1,95 @@
+"""Runs through the Slurm code path (mlc.cluster) on submitit's local executor: the same records
+as the local pool's, a job timed out mid-run requeued and resumed from its checkpoint, and a
+status that reads each run's state back from its record and its job's files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("submitit")
+
+from mlc import cluster  # noqa: E402
+from mlc.config import make_config  # noqa: E402
+from mlc.launch import train_missing  # noqa: E402
+
+GRID = [make_config("fcos", "smoke", seed=0), make_config("rpn", "smoke", seed=1)]
+
+
+def _use(root: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLC_RUNS", str(root / "runs"))
+    monkeypatch.setenv("MLC_RESULTS", str(root / "results"))
+
+
+def _wait(configs, options, seconds: float = 300) -> list[dict]:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        rows = cluster.status(configs, options)
+        if not any(r["state"] == "queued or running" for r in rows):
+            return rows
+        time.sleep(1)
+    raise AssertionError(f"jobs still running after {seconds} s: {rows}")
+
+
+def _record(root: Path, cfg) -> dict:
+    return json.loads((root / "results" / cfg.scale / f"{cfg.name}.json").read_text())
+
+
+def test_a_smoke_grid_through_the_slurm_path_equals_the_pool(tmp_path, monkeypatch, exact_kernels):
+    _use(tmp_path / "pool", monkeypatch)
+    assert all(outcome == "trained" for _, _, outcome in train_missing(GRID, workers=2))
+    _use(tmp_path / "jobs", monkeypatch)
+    options = cluster.ClusterOptions(cluster="local", folder=str(tmp_path / "jobs" / "submitit"),
+                                     timeout_min=10)
+    assert [r["state"] for r in cluster.status(GRID, options)] == ["missing", "missing"]
+    submitted = cluster.submit(GRID, options)
+    assert [s["name"] for s in submitted] == [c.name for c in GRID]
+    assert "submitted 2 run(s)" in cluster.describe(submitted, options)
+    assert cluster.submit(GRID, options) == []  # queued or running: not submitted twice
+    rows = _wait(GRID, options)
+    assert [r["state"] for r in rows] == ["done", "done"], rows
+    for cfg in GRID:
+        ours, theirs = _record(tmp_path / "jobs", cfg), _record(tmp_path / "pool", cfg)
+        assert ours["provenance"]["threads"] == theirs["provenance"]["threads"] == 1
+        if exact_kernels:
+            assert ours["metrics"] == theirs["metrics"] and ours["curve"] == theirs["curve"]
+    assert cluster.submit(GRID, options) == []  # done: never submitted again
+
+
+def test_a_timed_out_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path, monkeypatch,
+                                                                      exact_kernels):
+    cfg = make_config("fcos", "smoke", seed=2, epochs=200, lr_steps=[160])
+    _use(tmp_path / "pool", monkeypatch)
+    train_missing([cfg], workers=2)  # one thread, as every job trains
+    _use(tmp_path / "jobs", monkeypatch)
+    options = cluster.ClusterOptions(cluster="local", folder=str(tmp_path / "jobs" / "submitit"),
+                                     timeout_min=0.75, signal_delay_s=30, max_num_timeout=8)
+    (entry,) = cluster.submit([cfg], options)
+    (row,) = _wait([cfg], options, seconds=600)
+    assert row["state"] == "done", row
+    log = Path(entry["stderr"]).read_text() + Path(entry["stdout"]).read_text()
+    assert f"resuming {cfg.name} from epoch " in log, log[-3000:]
+    ours, theirs = _record(tmp_path / "jobs", cfg), _record(tmp_path / "pool", cfg)
+    if exact_kernels:  # resumed at an epoch boundary: the same bits as a run left alone
+        assert ours["metrics"] == theirs["metrics"] and ours["curve"] == theirs["curve"]
+
+
+def test_status_names_a_failed_run_with_the_end_of_its_log(tmp_path, monkeypatch):
+    _use(tmp_path, monkeypatch)
+    bad = make_config("fcos", "smoke", seed=3, batch_size=64)  # more than the 8 training images
+    options = cluster.ClusterOptions(cluster="local", folder=str(tmp_path / "submitit"), timeout_min=5)
+    cluster.submit([bad], options)
+    (row,) = _wait([bad], options)
+    assert row["state"] == "failed" and "fewer than one batch" in row["log"]
+    report = cluster.status_report([row, {"name": "x", "seed": 0, "state": "missing"}])
+    assert report.startswith("2 runs: 1 failed, 1 missing") and "fewer than one batch" in report
+
+
+def test_jobs_folders_a_cluster_cannot_share_are_refused(tmp_path, monkeypatch):
+    _use(tmp_path, monkeypatch)
+    options = cluster.ClusterOptions(cluster="slurm", folder="/tmp/mlc-jobs-test")
+    with pytest.raises(cluster.ConfigError, match="/tmp, which the nodes do not share"):
+        cluster.check_shared(options)
