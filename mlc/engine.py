@@ -36,8 +36,9 @@ class GlobalBatchSampler(torch.utils.data.Sampler[list[int]]):
         if global_batch % world_size:
             raise ValueError(f"batch size {global_batch} is not divisible by {world_size} processes")
         if size < global_batch:
-            raise ValueError(f"the training set has {size} images, fewer than one batch "
-                             f"({global_batch})")
+            raise ConfigError(f"the training set has {size} images, fewer than one batch "
+                              f"({global_batch}): lower it with --set batch_size=N (and the lr in "
+                              "proportion, --set lr=...)")
         self.size, self.global_batch, self.seed = size, global_batch, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0

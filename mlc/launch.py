@@ -16,7 +16,8 @@ import time
 
 from mlc.config import SCALES, RunConfig, make_config
 from mlc.models.pretrain import pretrained_weights
-from mlc.runs import kernel_fingerprint, load_record, scored_now
+from mlc.provenance import kernel_fingerprint
+from mlc.runs import load_record, scored_now
 
 
 def cli_args(cfg: RunConfig) -> list[str]:
@@ -38,7 +39,8 @@ def _train_one(job: tuple[RunConfig, int, str | None, str]) -> tuple[str, float,
     """Train one run in this worker process with `threads` threads; (name, seconds, outcome)."""
     import torch
 
-    from mlc.runs import get_or_train, known_fingerprint
+    from mlc.provenance import known_fingerprint
+    from mlc.runs import get_or_train
 
     cfg, threads, device, fingerprint = job
     torch.set_num_threads(threads)

@@ -11,19 +11,15 @@ from the run's checkpoint, or retrained where the checkpoint is not there.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -33,63 +29,11 @@ from mlc.config import ConfigError, RunConfig, config_from_json
 from mlc.data.build import data_source
 from mlc.engine import evaluate_run, train
 from mlc.overrides import check_config
+from mlc.provenance import provenance
 from mlc.util import cpu, distributed
 from mlc.util.io import atomic_write_text
 from mlc.util.lock import file_lock, try_lock, unlock
-from mlc.version import code_version, evaluation_version
-
-PACKAGES = ("torch", "torchvision", "pycocotools", "faster-coco-eval", "numpy")
-
-
-def git_commit() -> str:
-    """The repository's commit, with '+dirty' when tracked files are modified; 'unknown' outside."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=paths.REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    try:
-        commit = git("rev-parse", "HEAD")
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def provenance() -> dict:
-    """Code version, package versions and machine, for a run's record. CPU results depend on
-    the thread count (summation order) and on the kernels' vector ISA (mlc.util.cpu)."""
-    return {"git_commit": git_commit(), "code_version": code_version(),
-            "python": platform.python_version(),
-            "packages": {p: metadata.version(p) for p in PACKAGES},
-            "machine": platform.machine(), "cpus": _cpu_count(),
-            "threads": torch.get_num_threads(), **cpu.level(),
-            "kernel_fingerprint": kernel_fingerprint(torch.get_num_threads()),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-
-
-_FINGERPRINTS: dict[int, str] = {}  # by thread count, computed once per process tree
-
-
-def kernel_fingerprint(threads: int) -> str:
-    """Twelve hex digits over the gradients of one training step of the shapes-scale FCOS− and
-    RPN on fixed random images, at this process's kernel level and `threads` threads. Two
-    machines give the same digits when their CPU kernels round alike, which a bit-identical
-    rerun needs beyond the ISA level (oneDNN and MKL also choose their blocking by the CPU's
-    cache sizes). Computed in a fresh process, so that no process group or state of a run
-    takes part."""
-    if threads not in _FINGERPRINTS:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        code = "from mlc.runs import gradient_digest; print(gradient_digest())"
-        _FINGERPRINTS[threads] = subprocess.run([sys.executable, "-c", code], env=env,
-                                                capture_output=True, text=True,
-                                                check=True).stdout.strip()
-    return _FINGERPRINTS[threads]
-
-
-def known_fingerprint(threads: int, digest: str) -> None:
-    """Take a fingerprint the launching process computed: its workers run on the same machine,
-    kernel level and thread count, so each need not spend seconds computing it again."""
-    _FINGERPRINTS[threads] = digest
+from mlc.version import evaluation_version
 
 
 def gradient_digest() -> str:
@@ -135,10 +79,6 @@ def evaluation_stamp(cfg: RunConfig, scored: dict) -> dict:
 def scored_now(record: dict, cfg: RunConfig) -> bool:
     """Whether the record was scored by this evaluation code on this validation set."""
     return record.get("evaluation", {}).get("identity") == evaluation_identity(cfg)
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def epoch_curve(log: Path) -> list[dict]:

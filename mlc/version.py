@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent
 # kernel level that util/cpu.py pins is a fact of the machine, like the thread count: it is in
 # each record's provenance, not in the run's identity.) analysis/ reads finished records.
 NOT_RESULT_CODE = {"__main__.py", "bench.py", "cluster.py", "figures.py", "launch.py", "notebooks.py",
-                   "overrides.py", "paths.py", "runs.py", "version.py", "util/cpu.py", "util/lock.py"}
+                   "overrides.py", "paths.py", "provenance.py", "runs.py", "version.py", "util/cpu.py",
+                   "util/lock.py"}
 NOT_RESULT_FOLDERS = {"analysis"}
 # Modules that only score a trained model: they change a record's metrics, never its weights.
 EVALUATION_CODE = {"divergence.py", "evaluation.py"}

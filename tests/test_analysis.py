@@ -651,3 +651,13 @@ def test_a_paper_key_the_table_does_not_have_is_an_error_naming_the_keys():
     grid[1]["paper"] = ""  # no paper row: allowed, its paper column shows "–"
     assert tables.comparison_table(grid, [], tables.paper_table(3), {"AP": ("AP", "AP")},
                                    baseline="FCOS−").loc["FCOS− + ML (alpha 1)", ("AP", "paper")] == "–"
+
+
+def test_a_pages_answer_names_each_claims_verdict_and_parts():
+    from mlc.analysis import summary
+
+    parts = claims.claim_parts(_claim1_runs([11.0, 12.2, 13.1], [10.0, 11.0, 12.0]), [])
+    answer = summary.claim_answer([1], parts)
+    assert answer.startswith("**Claim 1** (ML raises FCOS−'s correlation and AP more than prediction "
+                             "alignment): **held** on seeds 0-2: AP ML − alignment +1.1 [")
+    assert "correlation ML − alignment +0.10 [+0.10, +0.10] (held)." in answer

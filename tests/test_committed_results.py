@@ -4,7 +4,7 @@ environment, which the CLI's pin must override (mlc.util.cpu).
 
 Bits can match only where the CPU kernels round as on the machine that made the record: the same
 ISA level (the pin) and the same blocking (oneDNN and MKL block by cache sizes), which the
-record's kernel fingerprint tells (mlc.runs.kernel_fingerprint). There the metrics and every
+record's kernel fingerprint tells (mlc.provenance.kernel_fingerprint). There the metrics and every
 epoch's losses must be equal; elsewhere that check is skipped with the reason, and the metrics
 must lie within the committed seeds' spread, as any rerun must. (The retraining starts in the
 background when collected; see conftest.py.)
@@ -24,7 +24,7 @@ import pytest
 
 from mlc.config import config_from_json
 from mlc.launch import cli_args
-from mlc.runs import kernel_fingerprint
+from mlc.provenance import kernel_fingerprint
 from mlc.util import cpu
 from mlc.version import code_version
 

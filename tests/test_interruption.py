@@ -159,5 +159,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path)
     folder (config, lock) is removed rather than left for the next call to trip over."""
     result = subprocess.run([sys.executable, "-m", "mlc", *ARGS, "--set", "batch_size=64"],
                             capture_output=True, text=True, env=_env(tmp_path), timeout=600)
-    assert result.returncode != 0 and "fewer than one batch" in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert "fewer than one batch (64)" in line and "--set batch_size=" in line
     assert not list((tmp_path / "runs" / "smoke").glob("fcos-*"))

@@ -61,6 +61,23 @@ def answer_table(parts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def claim_answer(numbers: list[int], parts: pd.DataFrame) -> str:
+    """A page's answer in a line per claim: its verdict and each part's interval and verdict."""
+    lines = []
+    for claim in numbers:
+        group = parts[parts["claim"] == claim]
+        said = []
+        for _, part in group.iterrows():
+            digits = 2 if part["unit"] == "correlation" else 1
+            diff = ({k: part[k] if pd.notna(part[k]) else None for k in ("mean", "lo", "hi")}
+                    if pd.notna(part["mean"]) else None)
+            said.append(f"{part['part']} {format_interval(diff, digits)} ({part['verdict']})")
+        seeds = ", ".join(sorted(set(group["seeds"]) - {""})) or "none"
+        lines.append(f"**Claim {claim}** ({claims.TITLES[claim]}): **{claims.claim_verdict(claim, parts)}** "
+                     f"on seeds {seeds}: " + "; ".join(said) + ".")
+    return "\n\n".join(lines)
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A data frame as a GitHub Markdown table (no index)."""
     def cells(values) -> str:

@@ -26,6 +26,7 @@ from mlc import paths
 from mlc.config import PretrainSpec
 from mlc.data.shapes import ShapesSpec, render_image
 from mlc.models.backbone import IMAGENET_MEAN, IMAGENET_STD, TinyResNet
+from mlc.provenance import provenance
 from mlc.util.io import atomic_write, atomic_write_text
 from mlc.util.lock import file_lock
 
@@ -164,8 +165,6 @@ def pretrained_weights(spec: PretrainSpec, detection: ShapesSpec,
         if progress:
             print(f"pretraining the tiny backbone {name} ({spec.images} images, {spec.epochs} "
                   "epochs): made once, then read", flush=True)
-        from mlc.runs import provenance  # mlc.runs imports the detectors
-
         threads = torch.get_num_threads()
         torch.set_num_threads(spec.threads)
         try:

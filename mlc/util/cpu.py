@@ -7,7 +7,7 @@ results were made at AVX2, so on x86-64 every process runs all three at AVX2: `p
 their variables (inherited by workers, torchrun jobs and notebook kernels), which take effect
 only if set before torch runs its first kernel, and `check()` reads the levels torch really runs
 at and refuses a CPU run at another one. (The same level is not always the same bits: oneDNN and
-MKL also block by the CPU's cache sizes; `mlc.runs.kernel_fingerprint` tells machines apart.)
+MKL also block by the CPU's cache sizes; `mlc.provenance.kernel_fingerprint` tells machines apart.)
 
 MLC_CPU_KERNELS=native leaves torch's own choice; such a run is warned about and its level is in
 its record's provenance, as on a machine that cannot run AVX2 (not x86-64, or too old).
