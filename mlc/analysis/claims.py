@@ -258,6 +258,25 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
     return pd.DataFrame(rows, columns=["claim", "evidence", "verdict"]).set_index("claim")
 
 
+def reading_table(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict]) -> pd.DataFrame:
+    """Each claim read by the rules the book used before (every seed at hand pooled, no
+    correction across parts, no band for a held part, claim 6 without the AP75 lift itself) and
+    by the one rule, side by side, with the seeds each read."""
+    rule = claim_parts(runs, final_runs, deciding_runs)
+    before = claim_parts(runs, final_runs, deciding_runs, seeds=range(0, 10_000))
+    before = before[~((before["claim"] == 6) & before["part"].str.endswith("AP75 gain"))]
+    before = before.assign(holm_p=before["p"], verdict=before["verdict"].replace(HELD_BELOW_BAND, HELD))
+
+    def seeds(parts: pd.DataFrame, claim: int) -> str:
+        return ", ".join(sorted(set(parts[parts["claim"] == claim]["seeds"]) - {""})) or "none"
+
+    rows = [{"claim": f"{claim}. {TITLES[claim]}",
+             "before: every seed pooled": f"{claim_verdict(claim, before)} (seeds {seeds(before, claim)})",
+             "the one rule": f"{claim_verdict(claim, rule)} (seeds {seeds(rule, claim)})"}
+            for claim in range(1, 7)]
+    return pd.DataFrame(rows).set_index("claim")
+
+
 def plan_table() -> pd.DataFrame:
     """Every claim's plan as fixed (grids.DECIDING): the seeds each stage reads, how its number
     was planned and when it was fixed; a claim without confirmatory stages reads seeds 0-6."""

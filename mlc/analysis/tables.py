@@ -373,7 +373,8 @@ def init_table(grid: list[dict], runs: list[dict], max_below_median: float = 2.0
                                      dict(zip(other["seed"], other["value"])))
             out[(label, init)]["pretrained − random"] = format_interval(diff)
     table = pd.DataFrame.from_dict(out, orient="index").fillna("")
-    table.index.names = ["row", "init"]
+    if out:
+        table.index.names = ["row", "init"]
     return table
 
 
