@@ -124,36 +124,39 @@ def test_unknown_names_list_what_is_allowed(kwargs, allowed):
         make_config(**kwargs)
 
 
-def test_coco_names_everything_missing_before_any_download(tmp_path, monkeypatch):
-    """Neither COCO nor the ImageNet weights here: one message names both, and no 100 MB
-    download is tried for a run that could not start anyway."""
+def _refused_coco_run(tmp_path, monkeypatch, weights_lookup) -> str:
+    """The message a coco run at FCOS− stops with, ImageNet weights looked up by
+    `weights_lookup`, torch's cache in tmp_path; no run folder may be left."""
     from torchvision.models._api import WeightsEnum
 
     from mlc.runs import get_or_train
 
-    def never(self, *args, **kwargs):
-        raise AssertionError("a download was tried before the data set was checked")
-
-    monkeypatch.setattr(WeightsEnum, "get_state_dict", never)
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", weights_lookup)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(ConfigError) as err:
         get_or_train(make_config("fcos_minus", "coco"), runs_root=tmp_path / "runs",
                      data_root=tmp_path / "data", results_root=tmp_path / "results")
+    assert not (tmp_path / "runs").exists()
     message = str(err.value)
-    assert str(tmp_path / "data" / "coco" / "annotations" / "instances_train2017.json") in message
-    assert str(tmp_path / "data" / "coco" / "val2017") in message
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth") in message
     assert "--set pretrained=false" in message
-    assert not (tmp_path / "runs").exists()
+    return message
+
+
+def test_coco_names_everything_missing_before_any_download(tmp_path, monkeypatch):
+    """Neither COCO nor the ImageNet weights here: one message names both, and no 100 MB
+    download is tried for a run that could not start anyway."""
+    def never(self, *args, **kwargs):
+        raise AssertionError("a download was tried before the data set was checked")
+
+    message = _refused_coco_run(tmp_path, monkeypatch, never)
+    assert str(tmp_path / "data" / "coco" / "annotations" / "instances_train2017.json") in message
+    assert str(tmp_path / "data" / "coco" / "val2017") in message
 
 
 def test_coco_without_imagenet_weights_is_refused_before_any_work(tmp_path, monkeypatch):
     """No silent random init at coco scale: with the data set in place, a run that cannot load
     the ImageNet weights says where to put them, or how to choose random init on purpose."""
-    from torchvision.models._api import WeightsEnum
-
-    from mlc.runs import get_or_train
-
     def offline(self, *args, **kwargs):
         raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
@@ -162,16 +165,8 @@ def test_coco_without_imagenet_weights_is_refused_before_any_work(tmp_path, monk
         (coco / f"{split}2017").mkdir(parents=True)
         (coco / "annotations").mkdir(exist_ok=True)
         (coco / "annotations" / f"instances_{split}2017.json").write_text("{}")
-    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(ConfigError) as err:
-        get_or_train(make_config("fcos_minus", "coco"), runs_root=tmp_path / "runs",
-                     data_root=tmp_path / "data", results_root=tmp_path / "results")
-    message = str(err.value)
-    assert "ImageNet weights of ResNet-50 could not be loaded" in message
-    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth") in message
-    assert "--set pretrained=false" in message and "name resolution" in message
-    assert not (tmp_path / "runs").exists()
+    message = _refused_coco_run(tmp_path, monkeypatch, offline)
+    assert "ImageNet weights of ResNet-50 could not be loaded" in message and "name resolution" in message
 
 
 def test_coco_with_random_init_chosen_on_purpose_is_not_refused(monkeypatch):
