@@ -78,6 +78,19 @@ def claim_answer(numbers: list[int], parts: pd.DataFrame) -> str:
     return "\n\n".join(lines)
 
 
+def init_answer(table: pd.DataFrame) -> str:
+    """The pretrained-or-random comparison (`tables.init_table`) in one sentence per row."""
+    if table.empty:
+        return "*No run of the pretrained-or-random comparison yet.*"
+    said = []
+    for label in dict.fromkeys(table.index.get_level_values(0)):
+        rows = table.loc[label]
+        parts = [f"{init} {rows.loc[init, 'mean ± std']} {rows.loc[init, 'metric']} (goal "
+                 f"{'met' if rows.loc[init, 'goal met'] == 'yes' else 'not met'})" for init in rows.index]
+        said.append(f"{label}: " + ", ".join(parts))
+    return "**Pretrained or random init**, over the seeds each ran: " + "; ".join(said) + "."
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A data frame as a GitHub Markdown table (no index)."""
     def cells(values) -> str:
