@@ -49,12 +49,30 @@ def rename(results: Path, runs: Path, dry_run: bool) -> int:
     return count
 
 
+def rename_unfinished(runs: Path, dry_run: bool) -> int:
+    """Rename run folders that have no record yet (a run stopped mid-way) to their configs' names,
+    so that they resume rather than start again; returns the count."""
+    count = 0
+    for config in sorted(runs.glob("*/*/config.json")):
+        run_dir = config.parent
+        name = config_from_json(json.loads(config.read_text())).name
+        if name == run_dir.name or (run_dir / "metrics.json").exists():
+            continue
+        count += 1
+        print(f"{run_dir.relative_to(runs)} -> {name} (unfinished)")
+        if not dry_run:
+            os.replace(run_dir, run_dir.with_name(name))
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print what would be renamed")
     args = parser.parse_args()
     n = rename(paths.results_root(), paths.runs_root(), args.dry_run)
     print(f"{n} record(s) {'to rename' if args.dry_run else 'renamed'}")
+    n = rename_unfinished(paths.runs_root(), args.dry_run)
+    print(f"{n} unfinished run folder(s) {'to rename' if args.dry_run else 'renamed'}")
 
 
 if __name__ == "__main__":
