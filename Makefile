@@ -56,16 +56,19 @@ data: venv  ## the scale's data set (generated for smoke and shapes; COCO must b
 ifeq ($(SCALE),coco)
 	@test -f data/coco/annotations/instances_val2017.json || { echo "COCO 2017 is not under data/coco: see README.md"; exit 1; }
 else
-	$(PY) -m mlc data $(SCALE)
+	@$(PY) -m mlc data $(SCALE)
 endif
 
 ALLOW_TRAINING ?= false
 notebooks: venv
-	$(PY) -m mlc notebooks --scale $(SCALE) --seeds $(SEEDS) --workers $(WORKERS) $(if $(filter true,$(ALLOW_TRAINING)),--allow-training)
+	@$(PY) -m mlc notebooks --scale $(SCALE) --seeds $(SEEDS) --workers $(WORKERS) $(if $(filter true,$(ALLOW_TRAINING)),--allow-training)
 
+# Sphinx's progress goes to book/_logs/build.log; a failing build prints its end.
 build-book: venv
-	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going
-	@echo "the book: book/_build/html/index.html"
+	@mkdir -p book/_logs
+	@$(VENV)/bin/jupyter-book build book --warningiserror --keep-going > book/_logs/build.log 2>&1 \
+	  || { tail -n 40 book/_logs/build.log; echo "the book did not build: book/_logs/build.log"; exit 1; }
+	@echo "the book: book/_build/html/index.html (its build log: book/_logs/build.log)"
 
 # Table 5's 24-epoch schedule runs on the smoke schedule here (schedule / final_schedule
 # null), to keep make test short.
