@@ -259,11 +259,14 @@ def scorecard(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict
 
 
 def reading_table(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict]) -> pd.DataFrame:
-    """Each claim read by the rules the book used before (every seed at hand pooled, no
-    correction across parts, no band for a held part, claim 6 without the AP75 lift itself) and
-    by the one rule, side by side, with the seeds each read."""
+    """Each claim read by the rules the book used before (a claim with confirmatory seeds on all
+    its seeds pooled, the others on the book's; no correction across parts, no band for a held
+    part, claim 6 without the AP75 lift itself) and by the one rule, side by side, with the seeds
+    each read."""
     rule = claim_parts(runs, final_runs, deciding_runs)
-    before = claim_parts(runs, final_runs, deciding_runs, seeds=range(0, 10_000))
+    pooled = claim_parts(runs, final_runs, deciding_runs, seeds=range(0, 10_000))
+    book = claim_parts(runs, final_runs)
+    before = pd.concat([pooled[pooled["claim"].isin(DECIDING)], book[~book["claim"].isin(DECIDING)]])
     before = before[~((before["claim"] == 6) & before["part"].str.endswith("AP75 gain"))]
     before = before.assign(holm_p=before["p"], verdict=before["verdict"].replace(HELD_BELOW_BAND, HELD))
 
