@@ -661,3 +661,20 @@ def test_a_pages_answer_names_each_claims_verdict_and_parts():
     assert answer.startswith("**Claim 1** (ML raises FCOS−'s correlation and AP more than prediction "
                              "alignment): **held** on seeds 0-2: AP ML − alignment +1.1 [")
     assert "correlation ML − alignment +0.10 [+0.10, +0.10] (held)." in answer
+
+
+def test_the_earlier_reading_pools_a_deciding_claims_seeds_and_the_one_rule_reads_the_fresh_ones():
+    """Claim 2 on seeds 0-6 (book, gaps that cross zero) and 7-15 (confirmatory, clearly below):
+    pooled the old way over 0-15, by the one rule on 7-15 alone; claim 3 reads the book's seeds."""
+    def iur_fcos(seeds, gaps):
+        runs = [_run("fcos", s, {"AP": 10.0 + s, "divergence": {"mean": 0.40}}) for s in seeds]
+        runs += [_run("fcos_minus", s, {"AP": 10.0 + s + g, "divergence": {"mean": 0.45 + s / 1000},
+                                        "iou_nms": {"AP": 9.0 + s + g}}, iur=True)
+                 for s, g in zip(seeds, gaps)]
+        return runs
+
+    table = claims.reading_table(iur_fcos(range(7), [-2.0, 1.0, -1.5, 1.2, -0.3, 0.8, -1.0]), [],
+                                 iur_fcos(range(7, 16), [-1.0, -1.2, -0.8] * 3))
+    assert table.iloc[1]["before: every seed pooled"].endswith("(seeds 0-15)")
+    assert table.iloc[1]["the one rule"] == "contradicted (seeds 7-15)"
+    assert table.iloc[2]["before: every seed pooled"] == "held (seeds 0-6)"
