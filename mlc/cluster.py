@@ -7,7 +7,9 @@ that times out or is preempted is sent a signal before it is killed; its `checkp
 it, and the requeued job resumes the run from its last epoch checkpoint (mlc.runs). The run's lock
 keeps two jobs off one run, and a run whose record exists is never submitted. Submitting returns
 at once with the job ids and where the logs are; `status` reads each run's state back from its
-record and its job's files, so it works after the submitting process has gone.
+record, its job's files and the scheduler (Slurm's accounting, `sacct`; on the local executor, the
+job's process), so it works after the submitting process has gone, and a job cancelled or killed
+before it wrote a result reads failed and is submitted again.
 
 submitit's local executor runs the same code path on one machine (the tests use it); plain local
 runs keep `mlc.launch`'s pool of workers, which needs no job folder and no pickling.
@@ -18,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,10 +148,46 @@ def _registry(options: ClusterOptions, cfg: RunConfig) -> Path:
     return path
 
 
-def status(configs: list[RunConfig], options: ClusterOptions) -> list[dict]:
-    """Per run: done (its record exists), queued or running (submitted, no result yet), failed
-    (its job ended in an error: the last lines of its log) or missing."""
-    rows = []
+# Slurm job states (sacct) of a job that may still write its result; any other state ended it.
+LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED",
+               "RESIZING", "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN"}
+
+
+def scheduler_states(job_ids: list[str], options: ClusterOptions) -> dict[str, str]:
+    """{job id: state} as the scheduler sees the jobs now: Slurm's accounting in one `sacct`
+    call (none where sacct is not installed), or, on the local executor, RUNNING while the job's
+    process lives and FINISHED after."""
+    if not job_ids:
+        return {}
+    if options.cluster == "local":
+        states = {}
+        for job_id in job_ids:
+            try:
+                os.kill(int(job_id.split("_")[0]), 0)
+                states[job_id] = "RUNNING"
+            except ProcessLookupError:
+                states[job_id] = "FINISHED"
+            except (PermissionError, ValueError):
+                states[job_id] = "UNKNOWN"
+        return states
+    if shutil.which("sacct") is None:
+        return {}
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    command = ["sacct", "-o", "JobID,State", "--parsable2", "-j",
+               ",".join(sorted({j.split("_")[0] for j in job_ids}))]
+    out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
+    info = SlurmInfoWatcher().read_info(out)
+    return {j: info[j]["State"] for j in job_ids if j in info}
+
+
+def status(configs: list[RunConfig], options: ClusterOptions,
+           states: dict[str, str] | None = None) -> list[dict]:
+    """Per run: done (its record exists), queued or running (submitted, no result yet, and the
+    scheduler has not ended its job), failed (its job ended in an error, or ended without a
+    result: cancelled, killed, out of memory, the node lost; the last lines of its log) or
+    missing. `states` ({job id: scheduler state}) replaces asking the scheduler."""
+    rows, waiting = [], []
     for cfg in {c.name: c for c in configs}.values():
         record = load_record(cfg)
         entry_path = options.jobs_folder() / "runs" / cfg.scale / f"{cfg.name}.json"
@@ -160,12 +200,20 @@ def status(configs: list[RunConfig], options: ClusterOptions) -> list[dict]:
             result = Path(entry["result"])
             if not result.exists():
                 row["state"] = "queued or running"
+                waiting.append((row, entry))
             else:
                 outcome, value = pickle.loads(result.read_bytes())[:2]
                 row["state"] = "failed" if outcome == "error" else "done"
                 if outcome == "error":
                     row["log"] = _tail(Path(entry["stderr"])) or str(value).strip()[-600:]
         rows.append(row)
+    if states is None:
+        states = scheduler_states([row["job_id"] for row, _ in waiting], options)
+    for row, entry in waiting:
+        state = states.get(row["job_id"], "UNKNOWN")
+        if state.split()[0] not in LIVE_STATES and not Path(entry["result"]).exists():
+            row["state"] = "failed"
+            row["log"] = (f"the job ended {state} without a result\n" + _tail(Path(entry["stderr"]))).strip()
     return rows
 
 

@@ -5,6 +5,7 @@ status that reads each run's state back from its record and its job's files."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -93,3 +94,48 @@ def test_jobs_folders_a_cluster_cannot_share_are_refused(tmp_path, monkeypatch):
     options = cluster.ClusterOptions(cluster="slurm", folder="/tmp/mlc-jobs-test")
     with pytest.raises(cluster.ConfigError, match="/tmp, which the nodes do not share"):
         cluster.check_shared(options)
+
+
+def _registered(options, cfg, job_id: str, root: Path) -> None:
+    """A registry entry as `submit` writes it, for a job that wrote no result."""
+    path = options.jobs_folder() / "runs" / cfg.scale / f"{cfg.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (root / "err.log").write_text("slurmstepd: error: *** JOB CANCELLED ***\n")
+    path.write_text(json.dumps({"name": cfg.name, "scale": cfg.scale, "job_id": job_id,
+                                "stdout": str(root / "out.log"), "stderr": str(root / "err.log"),
+                                "result": str(root / "result.pkl")}))
+
+
+@pytest.mark.parametrize("state, expected", [("PENDING", "queued or running"),
+                                             ("RUNNING", "queued or running"),
+                                             ("CANCELLED by 1000", "failed"), ("OUT_OF_MEMORY", "failed"),
+                                             ("COMPLETED", "failed"), (None, "queued or running")])
+def test_a_job_the_scheduler_ended_without_a_result_reads_failed(tmp_path, monkeypatch, state, expected):
+    """A job cancelled, killed or out of memory never writes its result: `status` asks the
+    scheduler (here its answer is given) and reads it failed, so `submit` sends it again; a job
+    the scheduler does not know yet stays queued."""
+    _use(tmp_path, monkeypatch)
+    cfg = GRID[0]
+    options = cluster.ClusterOptions(cluster="slurm", folder=str(tmp_path / "submitit"))
+    _registered(options, cfg, "4242_0", tmp_path)
+    (row,) = cluster.status([cfg], options, states={} if state is None else {"4242_0": state})
+    assert row["state"] == expected
+    if expected == "failed":
+        assert row["log"].startswith(f"the job ended {state} without a result")
+        assert "JOB CANCELLED" in row["log"]
+
+
+def test_a_local_job_whose_process_is_gone_reads_failed(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    _use(tmp_path, monkeypatch)
+    cfg = GRID[1]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    options = cluster.ClusterOptions(cluster="local", folder=str(tmp_path / "submitit"))
+    _registered(options, cfg, str(gone.pid), tmp_path)
+    assert cluster.scheduler_states([str(gone.pid)], options) == {str(gone.pid): "FINISHED"}
+    (row,) = cluster.status([cfg], options)
+    assert row["state"] == "failed" and "ended FINISHED without a result" in row["log"]
+    assert cluster.scheduler_states([str(os.getpid())], options) == {str(os.getpid()): "RUNNING"}
