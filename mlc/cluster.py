@@ -21,13 +21,16 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlc import paths
 from mlc.config import ConfigError, RunConfig, config_from_json
 from mlc.runs import load_record, scored_now
+from mlc.util import io
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,11 @@ class RunJob:
     its last epoch."""
 
     def __call__(self, config: dict) -> str:
+        import submitit
+
         from mlc.util import cpu
 
+        defer_during_writes(submitit.JobEnvironment._usr_sig())
         cpu.pin()  # before torch runs a kernel; the environment of sbatch is the submitter's
         import torch
 
@@ -79,6 +85,28 @@ class RunJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(RunJob(), config)
+
+
+def defer_during_writes(signum: int, retry_s: float = 0.2) -> None:
+    """Hold the handler of `signum` (submitit's timeout and preemption signal) back while a file
+    is being written (`mlc.util.io.atomic_write`: a checkpoint, a record) and send the signal again
+    after `retry_s`. submitit's handler requeues the job by exiting from wherever the signal lands,
+    and an exit inside torch.save's write aborts the process instead (the local executor then
+    never requeues it)."""
+    handler = signal.getsignal(signum)
+    if not callable(handler):
+        return
+
+    def deferred(sig: int, frame) -> None:
+        here = frame
+        while here is not None:
+            if here.f_code is io.atomic_write.__code__:
+                threading.Timer(retry_s, os.kill, (os.getpid(), sig)).start()
+                return
+            here = here.f_back
+        handler(sig, frame)
+
+    signal.signal(signum, deferred)
 
 
 def _join_from_job_environment() -> None:
@@ -160,16 +188,8 @@ def scheduler_states(job_ids: list[str], options: ClusterOptions) -> dict[str, s
     if not job_ids:
         return {}
     if options.cluster == "local":
-        states = {}
-        for job_id in job_ids:
-            try:
-                os.kill(int(job_id.split("_")[0]), 0)
-                states[job_id] = "RUNNING"
-            except ProcessLookupError:
-                states[job_id] = "FINISHED"
-            except (PermissionError, ValueError):
-                states[job_id] = "UNKNOWN"
-        return states
+        lives = {True: "RUNNING", False: "FINISHED", None: "UNKNOWN"}
+        return {job_id: lives[_process_lives(job_id.split("_")[0])] for job_id in job_ids}
     if shutil.which("sacct") is None:
         return {}
     from submitit.slurm.slurm import SlurmInfoWatcher
@@ -179,6 +199,21 @@ def scheduler_states(job_ids: list[str], options: ClusterOptions) -> dict[str, s
     out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
     info = SlurmInfoWatcher().read_info(out)
     return {j: info[j]["State"] for j in job_ids if j in info}
+
+
+def _process_lives(pid: str) -> bool | None:
+    """Whether process `pid` runs; a zombie (ended, not yet reaped by the process that started
+    it, as a job is while its submitter lives) does not. None where it cannot be told."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return None
+    try:  # Linux: the state field follows the parenthesised command name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def status(configs: list[RunConfig], options: ClusterOptions,

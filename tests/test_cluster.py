@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ pytest.importorskip("submitit")
 from mlc import cluster  # noqa: E402
 from mlc.config import make_config  # noqa: E402
 from mlc.launch import train_missing  # noqa: E402
+from mlc.util import io  # noqa: E402
 
 GRID = [make_config("fcos", "smoke", seed=0), make_config("rpn", "smoke", seed=1)]
 
@@ -66,8 +68,8 @@ def test_a_timed_out_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path, m
     _use(tmp_path / "pool", monkeypatch)
     train_missing([cfg], workers=2)  # one thread, as every job trains
     _use(tmp_path / "jobs", monkeypatch)
-    # the timeout signal comes 30 s into each segment: a job still starting (torch's import on a
-    # busy machine) would die of it before submitit's handler is installed
+    # the timeout signal comes 30 s into each segment, well after a job on a busy machine has
+    # started (a signal before submitit installs its handler ends the job unrequeued)
     options = cluster.ClusterOptions(cluster="local", folder=str(tmp_path / "jobs" / "submitit"),
                                      timeout_min=1.0, signal_delay_s=30, max_num_timeout=8)
     (entry,) = cluster.submit([cfg], options)
@@ -78,6 +80,33 @@ def test_a_timed_out_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path, m
     ours, theirs = _record(tmp_path / "jobs", cfg), _record(tmp_path / "pool", cfg)
     if exact_kernels:  # resumed at an epoch boundary: the same bits as a run left alone
         assert ours["metrics"] == theirs["metrics"] and ours["curve"] == theirs["curve"]
+
+
+def test_a_timeout_signal_during_a_write_is_handled_once_the_file_is_whole(tmp_path):
+    """submitit's handler exits from wherever the signal lands (an exit inside torch.save's write
+    aborted a job instead of requeuing it): held back while atomic_write writes, it runs after."""
+    calls = []
+
+    def exits(sig, frame):
+        calls.append("handler")
+        raise SystemExit(3)
+
+    def write(f):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        for _ in range(50):  # the handler has its chances mid-write
+            f.write(b"x")
+            time.sleep(0.002)
+        calls.append("written")
+
+    previous = signal.signal(signal.SIGUSR2, exits)
+    try:
+        cluster.defer_during_writes(signal.SIGUSR2, retry_s=0.05)
+        with pytest.raises(SystemExit):
+            io.atomic_write(tmp_path / "f", write)
+            time.sleep(5)
+        assert calls == ["written", "handler"] and (tmp_path / "f").read_bytes() == b"x" * 50
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
 
 
 def test_status_names_a_failed_run_with_the_end_of_its_log(tmp_path, monkeypatch):
@@ -141,3 +170,9 @@ def test_a_local_job_whose_process_is_gone_reads_failed(tmp_path, monkeypatch):
     (row,) = cluster.status([cfg], options)
     assert row["state"] == "failed" and "ended FINISHED without a result" in row["log"]
     assert cluster.scheduler_states([str(os.getpid())], options) == {str(os.getpid()): "RUNNING"}
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # ended, not reaped: its parent lives
+    stat, deadline = Path(f"/proc/{zombie.pid}/stat"), time.time() + 60
+    while ") Z " not in stat.read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert cluster.scheduler_states([str(zombie.pid)], options) == {str(zombie.pid): "FINISHED"}
+    zombie.wait()
