@@ -107,10 +107,13 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 def _runs(args: argparse.Namespace) -> None:
     from mlc.analysis.grids import book_configs
-    from mlc.launch import train_missing
+    from mlc.launch import Budget, left_line, paces, train_missing
     from mlc.notebooks import notebook_configs
 
     seeds = list(range(args.seeds))
+    if args.book == "pretrained":
+        _pretrained_book(args, seeds)
+        return
     configs = {c.name: c for c in book_configs(args.scale, seeds)}
     notebooks = sorted((paths.REPO_ROOT / "notebooks").glob("*.ipynb"))
     configs.update((c.name, c) for c in notebook_configs(notebooks, args.scale, seeds))
@@ -125,15 +128,68 @@ def _runs(args: argparse.Namespace) -> None:
             array_parallelism=args.array_parallelism)
         if args.status:
             print(cluster.status_report(cluster.status(configs, options)))
+            if args.scale == "shapes":
+                print(_pretrained_progress(seeds))
             return
         cluster.require_submitit()
         _check_prerequisites(configs)
         print(cluster.describe(cluster.submit(configs, options), options))
         return
     _check_prerequisites(configs)
-    done = train_missing(configs, workers=args.workers, ngpus=args.ngpus, device=args.device)
+    budget = Budget(args.budget_min, args.workers)
+    done, left = train_missing(configs, workers=args.workers, ngpus=args.ngpus, device=args.device,
+                               budget=budget)
+    print(f"done: {len(done)} run(s) in {budget.elapsed_min():.0f} min; left: "
+          f"{left_line(left, budget.pace_tables or paces())}")
     if any(outcome.startswith("failed") for _, _, outcome in done):
         raise SystemExit(1)
+
+
+def _pretrained_book(args: argparse.Namespace, seeds: list[int]) -> None:
+    """Train the pretrained book's seed blocks in order (grids.retrain_blocks), or one of them,
+    within the budget; a line per block, then what is left."""
+    from mlc.analysis.grids import retrain_blocks
+    from mlc.launch import Budget, left_line, paces, train_missing
+
+    blocks = retrain_blocks(args.scale, seeds)
+    if args.status:
+        print(_pretrained_progress(seeds))
+        return
+    chosen = blocks if args.block is None else [blocks[args.block]]
+    budget = Budget(args.budget_min, args.workers)
+    failed, left = False, []
+    for name, configs in chosen:
+        _check_prerequisites(configs)
+        print(f"block: {name}", flush=True)
+        done, not_started = train_missing(configs, workers=args.workers, ngpus=args.ngpus,
+                                          device=args.device, budget=budget)
+        failed |= any(outcome.startswith("failed") for _, _, outcome in done)
+        left += not_started
+    print(f"done: {len(chosen)} block(s) looked at in {budget.elapsed_min():.0f} min; left: "
+          f"{left_line(left, budget.pace_tables or paces())}")
+    print(_pretrained_progress(seeds))
+    if failed:
+        raise SystemExit(1)
+
+
+def _pretrained_progress(seeds: list[int]) -> str:
+    """One line: how much of the pretrained book is committed (seeds whole, runs missing and
+    their estimated CPU-hours)."""
+    from mlc.analysis.grids import retrain_blocks
+    from mlc.cluster import missing
+    from mlc.launch import paces, run_minutes
+
+    blocks = retrain_blocks("shapes", seeds)
+    lacking = {name: missing(configs) for name, configs in blocks}
+    whole = [s for s in seeds if not any(lacking[n] for n, c in blocks if c and c[0].seed == s)]
+    runs = [c for cs in lacking.values() for c in cs]
+    tables = paces()
+    hours = sum(run_minutes(c, tables) or 0.0 for c in runs) / 60
+    scorecard = [s for s in seeds if not lacking[f"scorecard, seed {s}"]]
+    return (f"pretrained book: {sum(len(c) for _, c in blocks) - len(runs)} of "
+            f"{sum(len(c) for _, c in blocks)} runs done; seeds whole: "
+            f"{', '.join(map(str, whole)) or 'none'}; scorecard seeds whole: "
+            f"{', '.join(map(str, scorecard)) or 'none'}; {len(runs)} missing, about {hours:.1f} CPU-hours")
 
 
 def _check_prerequisites(configs: list) -> None:
@@ -285,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--array-parallelism", type=int, default=64, help="jobs of the array at once")
     p.add_argument("--jobs-folder", help="submitit's logs and pickles (default: <runs>/_jobs); "
                    "on storage the nodes share, as runs/, results/ and data/")
+    p.add_argument("--budget-min", type=float,
+                   help="start no run that the committed records' paces say cannot end within "
+                   "this many minutes; the runs under way finish, then what is left is said")
+    p.add_argument("--book", choices=["current", "pretrained"], default="current",
+                   help="current: the runs the book reads now; pretrained: the pretrained book's "
+                   "seed blocks, scorecard rows first (with --status: its progress)")
+    p.add_argument("--block", type=int, help="with --book pretrained: only this block (0-based)")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("readme", help="write README.md's results and the scorecard figure",

@@ -112,10 +112,10 @@ def test_cli_args_rebuild_the_same_config(overrides):
 
 def test_train_missing_trains_in_workers_then_reads(capsys):
     configs = [make_config("fcos_minus", "smoke", seed=s) for s in (11, 12)]
-    first = train_missing(configs, workers=2)
-    assert sorted(o for _, _, o in first) == ["trained", "trained"]
+    first, left = train_missing(configs, workers=2)
+    assert sorted(o for _, _, o in first) == ["trained", "trained"] and left == []
     assert all(load_record(c) is not None for c in configs)
-    assert train_missing(configs, workers=2) == []
+    assert train_missing(configs, workers=2) == ([], [])
     assert "0 to train" in capsys.readouterr().out
 
 
@@ -129,11 +129,11 @@ def test_train_missing_scores_again_a_record_of_other_evaluation():
     stale = {**record, "evaluation": {**record["evaluation"], "identity": "00000000"}}
     for path in (run_dir / "metrics.json", result):
         path.write_text(json.dumps(stale))
-    assert [o for _, _, o in train_missing([cfg], workers=1)] == ["scored again"]
+    assert [o for _, _, o in train_missing([cfg], workers=1)[0]] == ["scored again"]
     again = json.loads(result.read_text())
     assert again["evaluation"]["identity"] == record["evaluation"]["identity"]
     assert again["metrics"] == record["metrics"] and again["curve"] == record["curve"]
-    assert train_missing([cfg], workers=1) == []
+    assert train_missing([cfg], workers=1) == ([], [])
 
 
 def test_figure_data_needs_a_finished_run_and_is_kept():

@@ -43,7 +43,7 @@ def _record(root: Path, cfg) -> dict:
 
 def test_a_smoke_grid_through_the_slurm_path_equals_the_pool(tmp_path, monkeypatch, exact_kernels):
     _use(tmp_path / "pool", monkeypatch)
-    assert all(outcome == "trained" for _, _, outcome in train_missing(GRID, workers=2))
+    assert all(outcome == "trained" for _, _, outcome in train_missing(GRID, workers=2)[0])
     _use(tmp_path / "jobs", monkeypatch)
     options = cluster.ClusterOptions(cluster="local", folder=str(tmp_path / "jobs" / "submitit"),
                                      timeout_min=10)
