@@ -17,7 +17,7 @@ SEED_LIST := [$(shell seq -s ', ' 0 $$(( $(SEEDS) - 1 )))]
 # pip lists every local index it skips; those lines say nothing a user needs.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: reproduce test book notebooks data venv smoke-notebook book-notebooks kernels-native machine-runs lint clean
+.PHONY: reproduce test test-loaded book notebooks data venv smoke-notebook book-notebooks kernels-native machine-runs lint clean
 
 reproduce: venv data  ## generate data, train what is missing, execute notebooks, build the book
 ifeq ($(LAUNCHER),slurm)
@@ -39,6 +39,14 @@ endif
 test: venv  ## lint, unit and integration tests, nbval over the executed smoke and book notebooks
 	$(VENV)/bin/ruff check mlc tests tools
 	$(PY) -m pytest --nbval-lax tests
+
+# The suite again beside LOAD busy processes (default: one per core): a test whose outcome hangs on
+# the machine's speed passes idle and fails here. Both runs should give the same result.
+LOAD ?= $(shell nproc)
+test-loaded: venv  ## make test beside LOAD busy processes, to find a test that races the clock
+	@pids=""; for i in $$(seq $(LOAD)); do $(PY) -c "while True: pass" & pids="$$pids $$!"; done; \
+	trap "kill $$pids" EXIT; echo "make test beside $(LOAD) busy processes"; \
+	$(MAKE) --no-print-directory test
 
 book: venv  ## re-execute the notebooks from the results that exist (no training) and build
 	$(MAKE) --no-print-directory notebooks ALLOW_TRAINING=false

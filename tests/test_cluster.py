@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -62,22 +63,57 @@ def test_a_smoke_grid_through_the_slurm_path_equals_the_pool(tmp_path, monkeypat
     assert cluster.submit(GRID, options) == []  # done: never submitted again
 
 
-def test_a_timed_out_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path, monkeypatch,
-                                                                      exact_kernels):
+def _task_pids(job_id: str) -> list[int]:
+    """The processes submitit's local controller `job_id` started (the job's tasks)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if fields[1] == job_id and fields[0] != "Z":  # its parent, and not a zombie
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _signal_once_checkpointed(cfg, entry: dict, poll_s: float = 0.01, guard_s: float = 600) -> int:
+    """Send the job submitit's timeout and preemption signal as soon as the run's first epoch
+    checkpoint exists (an event, not a delay); returns the epoch the run had reached."""
+    import torch
+
+    checkpoint = cfg.run_dir(Path(os.environ["MLC_RUNS"])) / "checkpoint.pt"
+    guard = time.monotonic() + guard_s  # a hang guard only: no verdict depends on it
+    while not checkpoint.exists():
+        assert time.monotonic() < guard, Path(entry["stderr"]).read_text()[-3000:]
+        time.sleep(poll_s)
+    (task,) = _task_pids(entry["job_id"])
+    os.kill(task, signal.SIGUSR2)
+    return torch.load(checkpoint, weights_only=False)["epoch"]
+
+
+def test_a_signalled_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path, monkeypatch,
+                                                                     exact_kernels):
+    """A job sent Slurm's timeout and preemption signal mid-run (once its first checkpoint is
+    written, so at any machine speed) is requeued and resumes from that checkpoint, to the same
+    bits as a run left alone. The run is 300 epochs of a fraction of a second each: it cannot
+    end between the checkpoint and the signal. No timer of submitit's fires (its limit is an
+    hour): the signal is the test's."""
     cfg = make_config("fcos", "smoke", seed=2, epochs=300, lr_steps=[240])
     _use(tmp_path / "pool", monkeypatch)
     train_missing([cfg], workers=2)  # one thread, as every job trains
     _use(tmp_path / "jobs", monkeypatch)
-    # the timeout signal comes 30 s into each segment, well after a job on a busy machine has
-    # started (a signal before submitit installs its handler ends the job unrequeued)
     options = cluster.ClusterOptions(cluster="local", folder=str(tmp_path / "jobs" / "submitit"),
-                                     timeout_min=1.0, signal_delay_s=30, max_num_timeout=8)
+                                     timeout_min=60, max_num_timeout=2)
     (entry,) = cluster.submit([cfg], options)
-    (row,) = _wait([cfg], options, seconds=600)
+    signalled_at = _signal_once_checkpointed(cfg, entry)
+    (row,) = _wait([cfg], options, seconds=1800)
     log = Path(entry["stderr"]).read_text() + Path(entry["stdout"]).read_text()
     assert row["state"] == "done", f"{row}\n{log[-3000:]}"
-    assert f"resuming {cfg.name} from epoch " in log, log[-3000:]
+    assert "Requeued job" in log, log[-3000:]
+    resumed = re.search(rf"resuming {cfg.name} from epoch (\d+)", log)
+    assert resumed and signalled_at <= int(resumed.group(1)) < cfg.epochs, log[-3000:]
     ours, theirs = _record(tmp_path / "jobs", cfg), _record(tmp_path / "pool", cfg)
+    assert ours["run"]["steps_this_call"] < theirs["run"]["steps_this_call"]  # not from scratch
     if exact_kernels:  # resumed at an epoch boundary: the same bits as a run left alone
         assert ours["metrics"] == theirs["metrics"] and ours["curve"] == theirs["curve"]
 
@@ -103,7 +139,8 @@ def test_a_timeout_signal_during_a_write_is_handled_once_the_file_is_whole(tmp_p
         cluster.defer_during_writes(signal.SIGUSR2, retry_s=0.05)
         with pytest.raises(SystemExit):
             io.atomic_write(tmp_path / "f", write)
-            time.sleep(5)
+            for _ in range(6000):  # until the re-sent signal's handler ends it (a hang guard)
+                time.sleep(0.01)
         assert calls == ["written", "handler"] and (tmp_path / "f").read_bytes() == b"x" * 50
     finally:
         signal.signal(signal.SIGUSR2, previous)
