@@ -18,9 +18,15 @@ from pathlib import Path
 import pandas as pd
 
 from mlc.analysis.stats import (
+    ABOVE_SIZE_OPEN,
+    ABOVE_ZERO,
     BANDS,
+    BELOW_SIZE_OPEN,
+    BELOW_WITHIN_BAND,
+    BELOW_ZERO,
     CONTRADICTED,
     HELD,
+    HELD_BELOW_BAND,
     INCONCLUSIVE,
     NO_DATA,
     NO_EFFECT,
@@ -152,8 +158,12 @@ def _machine_pairs(runs: list[dict], row: dict, key: str,
     return out
 
 
-SHIFT_WORDS = {HELD: "retrained higher", CONTRADICTED: "retrained lower",
+SHIFT_WORDS = {HELD: "retrained higher", ABOVE_SIZE_OPEN: "retrained higher",
+               HELD_BELOW_BAND: f"retrained higher, within ±{BANDS['points']}",
+               CONTRADICTED: "retrained lower", BELOW_SIZE_OPEN: "retrained lower",
+               BELOW_WITHIN_BAND: f"retrained lower, within ±{BANDS['points']}",
                NO_EFFECT: f"no shift beyond ±{BANDS['points']}", INCONCLUSIVE: "undecided"}
+MOVED = (HELD, ABOVE_SIZE_OPEN, CONTRADICTED, BELOW_SIZE_OPEN)  # clear of 0, not inside the band
 
 
 def machine_shifts(runs: list[dict], rows: list[dict], pairs: list[tuple[dict, dict]],
@@ -183,7 +193,7 @@ def machine_shifts(runs: list[dict], rows: list[dict], pairs: list[tuple[dict, d
 
 
 def _moved(shift: dict) -> bool:
-    return verdict(shift["diff"], BANDS["points"]) in (HELD, CONTRADICTED)
+    return verdict(shift["diff"], BANDS["points"]) in MOVED
 
 
 def shift_table(shifts: list[dict]) -> pd.DataFrame:
@@ -208,11 +218,13 @@ def shift_table(shifts: list[dict]) -> pd.DataFrame:
 
 
 def shift_summary(shifts: list[dict]) -> str:
-    """Sentences per retraining of `machine_shifts`: which levels it moved (intervals clear 0)
-    and which it left within the band; then the paired gains: those that moved, those whose
-    interval lies closer to 0 than either of its rows' levels moved (such a gain carries across
-    kernel levels where the levels do not), those whose interval reaches as far, and those whose
-    rows were not shown to move."""
+    """Sentences per retraining of `machine_shifts`: which levels it moved (intervals clear 0
+    and the band) and which it left within the band; then the paired gains: those that moved,
+    those whose interval lies within the band (such a gain carries across kernel levels where
+    its rows' levels do not), those whose interval lies closer to 0 than its rows moved but
+    reaches past the band (moved less than its rows; whether it carries is not shown), those
+    whose interval reaches as far as its rows moved, and those whose rows were not shown to
+    move."""
     if not shifts:
         return "No run of these rows was retrained at other CPU kernels at this scale."
 
@@ -234,20 +246,27 @@ def shift_summary(shifts: list[dict]) -> str:
             text += (f", and left {' and '.join(s['what'] for s in kept_level)} within "
                      f"±{BANDS['points']} of the committed runs")
         sentences.append(text + ".")
-        groups: dict[str, list[dict]] = {"moved": [], "kept": [], "reach": [], "still": []}
+        groups: dict[str, list[dict]] = {"moved": [], "kept": [], "less": [], "reach": [], "still": []}
         for gain in (s for s in mine if s["gain"]):
             shifted = [abs(levels[r]["diff"]["mean"]) for r in gain["rows"]
                        if r in levels and _moved(levels[r])]
             lo, hi = gain["diff"]["lo"], gain["diff"]["hi"]
+            closer = lo is not None and shifted and max(-lo, hi) < min(shifted)
             groups["moved" if _moved(gain) else "still" if not shifted else
-                   "kept" if lo is not None and max(-lo, hi) < min(shifted) else "reach"].append(gain)
+                   "kept" if closer and verdict(gain["diff"], BANDS["points"]) == NO_EFFECT else
+                   "less" if closer else "reach"].append(gain)
         if groups["moved"]:
             sentences.append(f"Paired gains that moved: {said(groups['moved'])}; a gain measured "
                              "at one kernel level can be that far from the same gain at another.")
         if groups["kept"]:
-            sentences.append(f"Paired gains over rows that moved, whose intervals lie closer to 0 "
-                             f"than their rows moved: {said(groups['kept'])}; such a gain carries "
+            sentences.append(f"Paired gains over rows that moved, whose intervals lie within "
+                             f"±{BANDS['points']}: {said(groups['kept'])}; such a gain carries "
                              "across kernel levels, where a level compares only at one.")
+        if groups["less"]:
+            sentences.append(f"Paired gains over rows that moved, whose intervals lie closer to 0 "
+                             f"than their rows moved but reach past ±{BANDS['points']}: "
+                             f"{said(groups['less'])}; they moved less than their rows, and whether "
+                             "they carry across kernel levels is not shown.")
         if groups["reach"]:
             sentences.append(f"Paired gains over rows that moved, whose intervals reach as far as "
                              f"their rows moved: {said(groups['reach'])}.")
@@ -321,7 +340,7 @@ def subset_summary(table: pd.DataFrame) -> str:
         return f"No part has two seeds or more scored on the {first} yet."
 
     def decided(name: str) -> int:
-        return sum(v in (HELD, CONTRADICTED, NO_EFFECT) for v in table[f"{name}: verdict"])
+        return sum(v in (*ABOVE_ZERO, *BELOW_ZERO, NO_EFFECT) for v in table[f"{name}: verdict"])
 
     pairs = list(zip(table.index, table[f"{first}: verdict"], table[f"{whole}: verdict"]))
     changed = [f"{part} ({key}): {f} on the {first}, {w} on {whole}"

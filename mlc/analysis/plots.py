@@ -237,8 +237,10 @@ def setting(points: pd.DataFrame, ap_goal: float, correlation_goal: float) -> Fi
 
 
 _COLOURS = sns.color_palette(PALETTE)
-VERDICT_COLOURS = {"held": _COLOURS[2], "held, but below the band": _COLOURS[9],
-                   "contradicted": _COLOURS[3], "inconclusive": _COLOURS[7], "no effect": _COLOURS[4]}
+VERDICT_COLOURS = {"held": _COLOURS[2], "above 0, size undecided": _COLOURS[8],
+                   "held, but below the band": _COLOURS[9], "no effect": _COLOURS[4],
+                   "below 0, but within the band": _COLOURS[6], "below 0, size undecided": _COLOURS[1],
+                   "contradicted": _COLOURS[3], "inconclusive": _COLOURS[7]}
 
 
 def init_seeds(points: pd.DataFrame) -> Figure | None:

@@ -2,10 +2,13 @@
 95% interval and p-value, the verdict it supports, Holm's correction across a claim's parts, gains
 relative to a baseline set against the paper's, and Pearson's r with its Fisher interval.
 
-A verdict says what the interval says: *held* when it lies above 0, *contradicted* below 0,
-*no effect* when it lies within the band of effects too small to matter (±0.5 AP or AR points,
-±0.02 of correlation), and *inconclusive* otherwise. An interval above 0 that lies inside the
-band is *held, but below the band*: the effect is real, and too small to matter.
+A verdict says what the interval says, against 0 and against the band of effects too small to
+matter (±0.5 AP or AR points, ±0.02 of correlation): *held* when it lies above the band;
+*above 0, size undecided* when it lies above 0 but reaches into the band (real, not shown to be
+large enough to matter); *held, but below the band* when it lies above 0 and inside the band
+(real, and too small to matter); the mirror readings below 0 (*contradicted* below the band,
+*below 0, size undecided*, *below 0, but within the band*); *no effect* when it crosses 0
+inside the band; *inconclusive* otherwise.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from scipy import stats
 CONFIDENCE = 0.95
 BANDS = {"points": 0.5, "correlation": 0.02}  # |effect| that counts as none, by unit
 HELD, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = "held", "contradicted", "no effect", "inconclusive"
-HELD_BELOW_BAND = "held, but below the band"
+ABOVE_SIZE_OPEN, HELD_BELOW_BAND = "above 0, size undecided", "held, but below the band"
+BELOW_SIZE_OPEN, BELOW_WITHIN_BAND = "below 0, size undecided", "below 0, but within the band"
 NO_DATA = "no data"
+ABOVE_ZERO = (HELD, ABOVE_SIZE_OPEN, HELD_BELOW_BAND)  # strongest first
+BELOW_ZERO = (CONTRADICTED, BELOW_SIZE_OPEN, BELOW_WITHIN_BAND)
+VERDICTS = (*ABOVE_ZERO, NO_EFFECT, *BELOW_ZERO[::-1], INCONCLUSIVE)  # in the order they are listed
 
 
 def paired_difference(a: dict[int, float | None], b: dict[int, float | None]) -> dict | None:
@@ -54,19 +61,29 @@ def relative(diff: dict | None, baseline: float | None) -> dict | None:
 
 
 def verdict(diff: dict | None, band: float) -> str:
-    """held, contradicted, no effect or inconclusive (see the module's docstring); one seed
-    gives no interval, so it is inconclusive and says why."""
+    """The one reading of an interval against 0 and the band (see the module's docstring); one
+    seed gives no interval, so it is inconclusive and says why."""
     if diff is None:
         return NO_DATA
-    if diff["lo"] is None:
+    lo, hi = diff["lo"], diff["hi"]
+    if lo is None:
         return f"{INCONCLUSIVE}: 1 seed"
-    if diff["lo"] > 0:
-        return HELD_BELOW_BAND if diff["hi"] <= band else HELD
-    if diff["hi"] < 0:
-        return CONTRADICTED
-    if -band <= diff["lo"] and diff["hi"] <= band:
+    if lo > 0:
+        return HELD if lo > band else HELD_BELOW_BAND if hi <= band else ABOVE_SIZE_OPEN
+    if hi < 0:
+        return CONTRADICTED if hi < -band else BELOW_WITHIN_BAND if lo >= -band else BELOW_SIZE_OPEN
+    if -band <= lo and hi <= band:
         return NO_EFFECT
     return INCONCLUSIVE
+
+
+def counts(verdicts: Sequence[str]) -> str:
+    """'2 held, 1 above 0, size undecided, ...': every label as it is, in VERDICTS' order."""
+    order = {v: i for i, v in enumerate((*VERDICTS, NO_DATA))}
+    tally: dict[str, int] = {}
+    for v in verdicts:
+        tally[v] = tally.get(v, 0) + 1
+    return "; ".join(f"{n} {v}" for v, n in sorted(tally.items(), key=lambda kv: order.get(kv[0], 99)))
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -131,22 +148,28 @@ def seeds_for_power(differences: Sequence[Sequence[float]], bands: Sequence[floa
 
 
 def combined(verdicts: list[str], holm_p: Sequence[float | None] | None = None) -> str:
-    """The verdict of a claim made of parts: held when every part is (held, but below the band
-    when one of them is); contradicted when a part is and, with `holm_p` (the parts' Holm-adjusted
-    p-values), stays below 0 after the correction; no effect when every part is held or no
-    effect; else inconclusive."""
+    """The verdict of a claim made of parts: held when every part is held; when every part lies
+    above 0 but some not above the band, the weakest of their readings (held, but below the band
+    before above 0, size undecided); contradicted when a part lies below 0 and, with `holm_p`
+    (the parts' Holm-adjusted p-values), stays below 0 after the correction; no effect when every
+    part lies above 0 or is no effect; else inconclusive."""
     if not verdicts or any(v == NO_DATA for v in verdicts):
         return NO_DATA
-    held = (HELD, HELD_BELOW_BAND)
-    if all(v in held for v in verdicts):
-        return HELD_BELOW_BAND if HELD_BELOW_BAND in verdicts else HELD
-    if any(v == CONTRADICTED and (holm_p is None or (holm_p[i] is not None
-                                                     and holm_p[i] < 1 - CONFIDENCE))
+    if all(v in ABOVE_ZERO for v in verdicts):
+        return max(verdicts, key=ABOVE_ZERO.index)
+    if any(v in BELOW_ZERO and (holm_p is None or (holm_p[i] is not None
+                                                   and holm_p[i] < 1 - CONFIDENCE))
            for i, v in enumerate(verdicts)):
         return CONTRADICTED
-    if all(v in (*held, NO_EFFECT) for v in verdicts):
+    if all(v in (*ABOVE_ZERO, NO_EFFECT) for v in verdicts):
         return NO_EFFECT
     return INCONCLUSIVE
+
+
+def error_rate(looks: int, alpha: float = 1 - CONFIDENCE) -> float:
+    """The chance that at least one of `looks` independent tests at `alpha` rejects by chance
+    alone: what a claim read once on seeds 0-6 and again on each further stage spends."""
+    return 1 - (1 - alpha) ** looks
 
 
 def mean_std(values: list[float | None], digits: int = 1) -> str:

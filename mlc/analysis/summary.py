@@ -13,7 +13,7 @@ import pandas as pd
 
 from mlc.analysis import claims, grids
 from mlc.analysis.report import collect, what_was_run
-from mlc.analysis.stats import format_interval, mean_std
+from mlc.analysis.stats import counts, format_interval, mean_std
 from mlc.analysis.tables import per_seed
 
 BEGIN = "<!-- results: written by `python -m mlc readme` from results/; do not edit by hand -->"
@@ -45,7 +45,7 @@ def answer_table(parts: pd.DataFrame) -> pd.DataFrame:
     interval and seeds, and the part's verdict with the size reading."""
     rows = []
     for claim, group in parts.groupby("claim", sort=True):
-        verdict = claims.claim_verdict(claim, parts)
+        verdict = claims.verdict_text(claim, parts)
         for i, (_, part) in enumerate(group.iterrows()):
             digits = 2 if part["unit"] == "correlation" else 1
             present = pd.notna(part["mean"])
@@ -73,7 +73,7 @@ def claim_answer(numbers: list[int], parts: pd.DataFrame) -> str:
                     if pd.notna(part["mean"]) else None)
             said.append(f"{part['part']} {format_interval(diff, digits)} ({part['verdict']})")
         seeds = ", ".join(sorted(set(group["seeds"]) - {""})) or "none"
-        lines.append(f"**Claim {claim}** ({claims.TITLES[claim]}): **{claims.claim_verdict(claim, parts)}** "
+        lines.append(f"**Claim {claim}** ({claims.TITLES[claim]}): **{claims.verdict_text(claim, parts)}** "
                      f"on seeds {seeds}: " + "; ".join(said) + ".")
     return "\n\n".join(lines)
 
@@ -117,12 +117,11 @@ def readme_block(scale: str = "shapes", seeds: Iterable[int] = range(grids.BOOK_
     table = markdown_table(answer_table(parts))
     done = what_was_run(ablation + final + deciding, scale, list(seeds)).iloc[:, 0]
     claim7 = card.iloc[6]
-    verdicts = pd.Series([claims.claim_verdict(c, parts) for c in range(1, 7)] + [claim7["verdict"]])
-    counts = ", ".join(f"{n} {v}" for v, n in verdicts.str.split(",").str[0].value_counts().items())
+    verdicts = [claims.claim_verdict(c, parts) for c in range(1, 7)] + [claim7["verdict"]]
     return "\n".join([
         BEGIN,
         f"At `{scale}` scale, seeds {min(seeds)}-{max(seeds)} (mean ± sample std): "
-        f"{baselines_line(ablation)}. Of the seven claims: {counts}.",
+        f"{baselines_line(ablation)}. Of the seven claims: {counts(verdicts)}.",
         "",
         table,
         "",

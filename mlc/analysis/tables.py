@@ -66,6 +66,43 @@ def per_seed(runs: list[dict], row: dict, key: str) -> dict[int, float | None]:
     return out
 
 
+class PairingError(ValueError):
+    """Two arms of a paired comparison were trained where the CPU kernels round otherwise."""
+
+
+def fingerprints(runs: list[dict], row: dict) -> dict[int, str | None]:
+    """{seed: kernel fingerprint its record was trained at} of a grid row's finished runs."""
+    out = {}
+    for run in runs:
+        if per_seed([run], row, "AP"):
+            out[run["config"].seed] = run["record"].get("provenance", {}).get("kernel_fingerprint")
+    return out
+
+
+def one_machine(runs: list[dict], a: dict, b: dict) -> None:
+    """Refuse to pair rows `a` and `b` on a seed whose two runs were trained at two kernel
+    fingerprints: their difference would hold the machines' rounding as well as the method's.
+    The error names each such seed's runs and fingerprints (retrain one of them where the other
+    was made)."""
+    fa, fb = fingerprints(runs, a), fingerprints(runs, b)
+    mixed = [s for s in sorted(set(fa) & set(fb)) if fa[s] != fb[s]]
+    if mixed:
+        def name(row: dict, seed: int) -> str:
+            return next(r["config"].name for r in runs
+                        if r["config"].seed == seed and per_seed([r], row, "AP"))
+        raise PairingError(
+            f"{a.get('label', a['detector'])} − {b.get('label', b['detector'])} pairs runs trained at "
+            "two kernel fingerprints: " + "; ".join(
+                f"seed {s}: {name(a, s)} at {fa[s]}, {name(b, s)} at {fb[s]}" for s in mixed))
+
+
+def paired_rows(runs: list[dict], a: dict, b: dict, key: str) -> dict | None:
+    """Row a − row b at `key` over the seeds both have (stats.paired_difference), once the two
+    arms are known to be trained at one kernel fingerprint on every seed (`one_machine`)."""
+    one_machine(runs, a, b)
+    return paired_difference(per_seed(runs, a, key), per_seed(runs, b, key))
+
+
 def _mean(values) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.fmean(present) if present else None
@@ -118,7 +155,7 @@ def comparison_table(grid: list[dict], runs: list[dict], paper: pd.DataFrame,
                     out[(name, "gain, paper")] = "" if same else (
                         "–" if gain is None else format_gain(gain, base_theirs, digits))
                 out[(name, "gain, ours")] = "" if same else format_gain(
-                    paired_difference(ours, base_ours), _mean(base_ours.values()), digits)
+                    paired_rows(runs, row, base_row, key), _mean(base_ours.values()), digits)
         seeds = per_seed(runs, row, next(iter(columns.values()))[1])
         out[("", "seeds")] = ",".join(str(s) for s in sorted(seeds)) or "-"
         rows[row["label"]] = out
@@ -153,7 +190,7 @@ def offset_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
         meth = next(r for r in grid if r["offset"] == off and r["role"] == "method")
         corr = per_seed(runs, base, "divergence.mean")
         ap_b, ap_m = per_seed(runs, base, "AP"), per_seed(runs, meth, "AP")
-        gain = paired_difference(ap_m, ap_b)
+        gain = paired_rows(runs, meth, base, "AP")
         out[off] = {"FCOS− correlation": mean_std(list(corr.values()), 3),
                     "FCOS− AP": mean_std(list(ap_b.values())),
                     "FCOS− + MLC AP": mean_std(list(ap_m.values())),
@@ -226,8 +263,8 @@ def difference_table(grid: list[dict], runs: list[dict], keys: dict[str, str],
             continue
         out = {}
         for name, key in keys.items():
-            ours, theirs = per_seed(runs, row, key), per_seed(runs, ref, key)
-            diff = paired_difference(ours, theirs)
+            theirs = per_seed(runs, ref, key)
+            diff = paired_rows(runs, row, ref, key)
             out[name] = (format_interval(diff, 3) if "divergence" in key
                          else format_gain(diff, _mean(theirs.values())))
             if key == "AP":
@@ -266,8 +303,8 @@ def reference_points(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
                      and r["method"] == "baseline"), None)
         ours = "not in the grid"
         if row is not None and base is not None:
-            a, b = per_seed(runs, row, "AP"), per_seed(runs, base, "AP")
-            rel = relative(paired_difference(a, b), _mean(b.values()))
+            b = per_seed(runs, base, "AP")
+            rel = relative(paired_rows(runs, row, base, "AP"), _mean(b.values()))
             ours = format_interval(rel, 1, "%")
         theirs = 100 * (ref["method_AP"] - ref["baseline_AP"]) / ref["baseline_AP"]
         out.append({"method": ref["method"], "ours on": ref["detector"],
@@ -314,7 +351,7 @@ def setting_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
         spec = SCALES[name].shapes
         minutes = [cpu_minutes(r["record"]) for r in runs
                    if per_seed([r], base, "AP") or per_seed([r], meth, "AP")]
-        diff = paired_difference(ap_m, ap_b)
+        diff = paired_rows(runs, meth, base, "AP")
         paired = [ap_m[s] - ap_b[s] for s in ap_m if s in ap_b and None not in (ap_m[s], ap_b[s])]
         merit = "n/a"
         if len(paired) >= 2 and statistics.stdev(paired) > 0 and minutes:
