@@ -8,6 +8,7 @@ NGPUS ?= 0
 WORKERS ?= $(shell nproc)
 LAUNCHER ?= pool
 PARTITION ?=
+BUDGET ?=
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -25,7 +26,8 @@ ifeq ($(LAUNCHER),slurm)
 	@echo "when the jobs are done (python -m mlc runs --status), make book builds the book"
 else
 	@start=$$(date +%s); \
-	$(PY) -m mlc runs --scale $(SCALE) --seeds $(SEEDS) --workers $(WORKERS) --ngpus $(NGPUS); \
+	$(PY) -m mlc runs --scale $(SCALE) --seeds $(SEEDS) --workers $(WORKERS) --ngpus $(NGPUS) \
+	  $(if $(BUDGET),--budget-min $(BUDGET)); \
 	$(MAKE) --no-print-directory notebooks; \
 	$(MAKE) --no-print-directory build-book; \
 	echo "make reproduce (scale $(SCALE), seeds $(SEED_LIST)) took $$(( $$(date +%s) - start )) s"
@@ -33,7 +35,8 @@ endif
 # On a CPU, `mlc runs` trains WORKERS runs at once, one thread each (the committed shapes results
 # were made so: CPU results depend on the thread count); with NGPUS=n each run is a torchrun job
 # on n GPUs. It trains every run the notebooks ask for, rows added to a notebook's grid included,
-# so the notebooks then only read (a run still missing shows as "not run").
+# so the notebooks then only read (a run still missing shows as "not run"). BUDGET=N (minutes) starts
+# no run that the committed records' paces say cannot end within N minutes, and says what is left.
 
 # tests/book/: the book's notebooks, re-executed against the committed results without training.
 test: venv  ## lint, unit and integration tests, nbval over the executed smoke and book notebooks

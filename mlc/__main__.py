@@ -141,6 +141,8 @@ def _runs(args: argparse.Namespace) -> None:
                                budget=budget)
     print(f"done: {len(done)} run(s) in {budget.elapsed_min():.0f} min; left: "
           f"{left_line(left, budget.pace_tables or paces())}")
+    if args.scale == "shapes":
+        print(_pretrained_progress(seeds))
     if any(outcome.startswith("failed") for _, _, outcome in done):
         raise SystemExit(1)
 
@@ -149,7 +151,9 @@ def _pretrained_book(args: argparse.Namespace, seeds: list[int]) -> None:
     """Train the pretrained book's seed blocks in order (grids.retrain_blocks), or one of them,
     within the budget; a line per block, then what is left."""
     from mlc.analysis.grids import retrain_blocks
+    from mlc.cluster import missing
     from mlc.launch import Budget, left_line, paces, train_missing
+    from mlc.runs import load_record, record_paths
 
     blocks = retrain_blocks(args.scale, seeds)
     if args.status:
@@ -157,10 +161,25 @@ def _pretrained_book(args: argparse.Namespace, seeds: list[int]) -> None:
         return
     chosen = blocks if args.block is None else [blocks[args.block]]
     budget = Budget(args.budget_min, args.workers)
+    here = _this_machine(args.workers)
     failed, left = False, []
     for name, configs in chosen:
         _check_prerequisites(configs)
         print(f"block: {name}", flush=True)
+        theirs = seed_machines(configs[0].seed, blocks) - {here}
+        if theirs and not args.retrain_other_machines:
+            print(f"  skipped: seed {configs[0].seed}'s runs were trained at kernel fingerprint "
+                  f"{', '.join(sorted(theirs))}, this machine's is {here}; a seed's runs are paired, "
+                  "so train it where they were made, or retrain its runs here with "
+                  "--retrain-other-machines", flush=True)
+            left += missing(configs)
+            continue
+        for cfg in configs if theirs else []:
+            made = load_record(cfg)
+            if made and made.get("provenance", {}).get("kernel_fingerprint") != here:
+                record_paths(cfg)[1].unlink(missing_ok=True)  # git keeps it; retrained here
+                print(f"  {cfg.name}: trained at {made['provenance'].get('kernel_fingerprint')}, "
+                      "retrained here", flush=True)
         done, not_started = train_missing(configs, workers=args.workers, ngpus=args.ngpus,
                                           device=args.device, budget=budget)
         failed |= any(outcome.startswith("failed") for _, _, outcome in done)
@@ -170,6 +189,26 @@ def _pretrained_book(args: argparse.Namespace, seeds: list[int]) -> None:
     print(_pretrained_progress(seeds))
     if failed:
         raise SystemExit(1)
+
+
+def _this_machine(workers: int) -> str:
+    """This machine's kernel fingerprint at the thread count each of `workers` runs gets (as
+    mlc.launch gives them)."""
+    import os
+
+    from mlc.provenance import kernel_fingerprint
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return kernel_fingerprint(max(1, cores // workers))
+
+
+def seed_machines(seed: int, blocks: list) -> set[str]:
+    """The kernel fingerprints the committed runs of one seed of the pretrained book were
+    trained at (every block of that seed)."""
+    from mlc.runs import load_record
+
+    records = [load_record(c) for _, configs in blocks for c in configs if c.seed == seed]
+    return {str(r.get("provenance", {}).get("kernel_fingerprint")) for r in records if r}
 
 
 def _pretrained_progress(seeds: list[int]) -> str:
@@ -348,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="current: the runs the book reads now; pretrained: the pretrained book's "
                    "seed blocks, scorecard rows first (with --status: its progress)")
     p.add_argument("--block", type=int, help="with --book pretrained: only this block (0-based)")
+    p.add_argument("--retrain-other-machines", action="store_true",
+                   help="with --book pretrained: retrain here a seed's runs made at another kernel "
+                   "fingerprint (else such a seed is skipped: its runs are paired)")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("readme", help="write README.md's results and the scorecard figure",

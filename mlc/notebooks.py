@@ -72,9 +72,23 @@ def execute(notebook: Path, out_dir: Path, parameters: dict) -> float:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    hide_parameters(tmp)
     os.replace(tmp, target)
     failed.unlink(missing_ok=True)
     return time.perf_counter() - t0
+
+
+def hide_parameters(notebook: Path) -> None:
+    """Tag an executed notebook's parameters cell and the cell papermill injected after it
+    `remove-cell`, so that the book's page shows neither (papermill still finds them)."""
+    import json
+
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    Path(notebook).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def _execute_in_worker(notebook: Path, out_dir: Path, parameters: dict, log: Path) -> float:

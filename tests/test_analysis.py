@@ -650,7 +650,14 @@ def test_pretrained_or_random_init_side_by_side():
     assert table.loc[("FCOS−", "random"), "goal met"] == "no"
     assert table.loc[("FCOS−", "pretrained"), "goal met"] == "yes"
     assert table.loc[("FCOS−", "pretrained"), "pretrained − random"].startswith("+5.8 [")
+    assert not table.loc[("FCOS−", "pretrained"), "pretrained − random"].endswith("(two CPUs)")
     assert ("FCOS− + ML + IUR", "random") not in table.index  # not run: no row
+    assert stats.MAX_BELOW_MEDIAN == 3.0  # the one goal; 3.0 below the median still meets it
+    for run in runs:
+        run["record"]["provenance"] = {"kernel_fingerprint": "pre" if run["config"].pretrained else "ran"}
+    across = tables.init_table(grid, runs)
+    assert across.loc[("FCOS−", "pretrained"), "pretrained − random"].endswith("(two CPUs)")
+    assert across.loc[("FCOS−", "random"), "kernel fingerprint"] == "ran"
     gains = tables.init_gain_table(grid, runs, "FCOS− + ML + IUR", "FCOS−")
     assert gains.loc["pretrained", "AP gain"].startswith("+3.0 [+3.0, +3.0]")
     assert gains.loc["random", "AP gain"] == "no data"

@@ -174,3 +174,72 @@ def test_synthetic_coco_batch_has_valid_boxes_inside_the_images():
         assert 1 <= len(b) <= 15 and (b[:, 2:] > b[:, :2]).all()
         assert (b >= 0).all() and (b[:, 2] <= w).all() and (b[:, 3] <= h).all()
         assert t["labels"].dtype == torch.int64 and t["labels"].max() < 80
+
+
+def test_the_pretrained_book_goes_seed_block_by_seed_block_scorecard_first():
+    """Every seed's scorecard rows come before any seed's other rows; every run starts from the
+    pretrained body; claim 2's like-for-like row trains IUR from epoch 0; and the pretrained runs
+    already committed (the setting page's init comparison) are among the blocks' own names."""
+    blocks = grids.retrain_blocks("shapes", range(7))
+    assert [name for name, _ in blocks] == [f"{part}, seed {s}" for part in ("scorecard", "rest of the book")
+                                            for s in range(7)]
+    assert all(c.pretrained and c.seed == int(name.rsplit(" ", 1)[1]) for name, cs in blocks for c in cs)
+    names = {c.name for _, cs in blocks for c in cs}
+    assert len(names) == sum(len(cs) for _, cs in blocks)  # no run in two blocks
+    like = make_config("fcos_minus", "shapes", None, 0, iur=True, mlc_start_epoch=0, pretrained=True)
+    assert like.name in {c.name for c in blocks[0][1]}
+    committed = grids.grid_configs([r for r in grids.init_grid(grids.INIT_ROWS) if r["init"] == "pretrained"],
+                                   "shapes", range(7))
+    assert {c.name for c in committed} <= names
+
+
+def test_a_budget_starts_no_run_it_cannot_end_and_says_what_is_left(capsys):
+    """Paces from the records: a run of 4 steps at 60 s a step takes 4 minutes. A budget of 10
+    minutes on 2 workers starts such a run, but not a seed of six of them (12 minutes of the two
+    workers); a spent budget starts nothing and returns every run as left."""
+    from mlc import launch
+
+    runs = [make_config("fcos_minus", "smoke", seed=21, lr=0.001 * (i + 1)) for i in range(6)]
+    key = ("smoke", "fcos_minus", False, False, False, False, False)
+    tables = [{key: 60.0}, {}, {}]
+    assert launch.steps(runs[0]) == 4 and launch.run_minutes(runs[0], tables) == pytest.approx(4.0)
+    budget = launch.Budget(10, workers=2, pace_tables=tables)
+    assert budget.fits(runs[0]) and not budget.fits(runs[0], runs)
+    assert launch.left_line(runs, tables) == "6 run(s) (seeds 21), about 24 CPU-minutes"
+    done, left = train_missing(runs, workers=2, budget=launch.Budget(0, 2, tables))
+    assert done == [] and [c.name for c in left] == [c.name for c in runs]
+    assert not any(load_record(c) for c in runs)
+
+
+def test_status_says_how_much_of_the_pretrained_book_is_committed(capsys):
+    from mlc.__main__ import main
+
+    assert main(["runs", "--book", "pretrained", "--status"]) == 0
+    line = capsys.readouterr().out.strip()
+    total = sum(len(cs) for _, cs in grids.retrain_blocks("shapes", range(7)))
+    assert line.startswith("pretrained book: ") and f" of {total} runs done; seeds whole: " in line
+    assert "scorecard seeds whole: " in line and line.endswith("CPU-hours")
+
+
+def test_a_seed_trained_on_another_machine_is_skipped_or_retrained_whole(tmp_path, monkeypatch, capsys):
+    """A seed's runs are paired, so a block is trained only where the seed's committed runs were
+    made: a record of seed 0 at another kernel fingerprint skips the seed's block, and
+    --retrain-other-machines removes that record so that the seed is retrained here."""
+    from mlc.__main__ import main
+
+    results = tmp_path / "results"
+    (results / "shapes").mkdir(parents=True)
+    (results / "pretrained").symlink_to(Path(__file__).resolve().parents[1] / "results" / "pretrained")
+    monkeypatch.setenv("MLC_RESULTS", str(results))
+    monkeypatch.setenv("MLC_RUNS", str(tmp_path / "runs"))
+    cfg = grids.retrain_blocks("shapes", [0])[0][1][0]
+    made = results / "shapes" / f"{cfg.name}.json"
+    made.write_text(json.dumps({"name": cfg.name, "config": cfg.to_json(), "metrics": {},
+                                "provenance": {"kernel_fingerprint": "elsewhere"}}))
+    common = ["runs", "--book", "pretrained", "--seeds", "1", "--block", "0", "--budget-min", "0"]
+    assert main(common) == 0
+    out = capsys.readouterr().out
+    assert "skipped: seed 0's runs were trained at kernel fingerprint elsewhere" in out and made.exists()
+    assert main([*common, "--retrain-other-machines"]) == 0
+    out = capsys.readouterr().out
+    assert f"{cfg.name}: trained at elsewhere, retrained here" in out and not made.exists()

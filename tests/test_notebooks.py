@@ -26,6 +26,11 @@ def test_success_writes_the_executed_copy(tmp_path):
     execute(nb, tmp_path / "book", {"scale": "smoke"})
     executed = nbformat.read(tmp_path / "book" / "good.ipynb", 4)
     assert executed.cells[-1].outputs[0]["text"] == "smoke\n"
+    # the page shows neither the parameters cell nor the one papermill injected after it
+    tagged = [c.metadata.get("tags", []) for c in executed.cells]
+    assert "parameters" in tagged[0] and "injected-parameters" in tagged[1]
+    assert all("remove-cell" in tags for tags in tagged[:2])
+    assert not any("remove-cell" in tags for tags in tagged[2:])
 
 
 def test_failure_names_notebook_and_cell_and_removes_the_stale_copy(tmp_path):

@@ -48,3 +48,31 @@ def test_a_results_block_is_replaced_whole_and_a_missing_one_is_named():
         assert "no results block" in str(err)
     else:
         raise AssertionError("a README without markers was accepted")
+
+
+# A signed number (a gain, a difference, a correlation) and the interval that must follow it.
+SIGNED = re.compile(r"(?<![\w.\[/])(?:r = )?[+−-]\d+(?:\.\d+)?%?")
+WITH_INTERVAL = re.compile(r"(?:r = )?[+−-]\d+(?:\.\d+)?%? \[[^\]]*\]")
+
+
+def bare_numbers(prose: str) -> list[str]:
+    """Signed numbers in `prose` without their interval; the paper's own figures (single values,
+    said as 'the paper's') and table rows (their interval has a column of its own) are exempt."""
+    lines = [line for line in prose.splitlines() if not line.lstrip().startswith("|")]
+    text = WITH_INTERVAL.sub("", "\n".join(lines))
+    return [m.group() for m in SIGNED.finditer(text)
+            if "paper's" not in text[max(0, m.start() - 16):m.start()]]
+
+
+def test_no_gain_or_correlation_without_its_interval_in_the_readme_or_the_intro():
+    """Every gain and correlation said in a sentence of the README or the first page carries its
+    95% interval."""
+    assert bare_numbers("ML +0.7 [+0.6, +0.8], r = +0.90 over 5") == ["r = +0.90"]
+    assert bare_numbers("the paper's +52%; seeds 0-6\n| +6% | +1% |") == []
+    assert not bare_numbers(README.read_text())
+    intro = json.loads((ROOT / "tests" / "book" / "intro.ipynb").read_text())["cells"]
+    shown = ["".join(c["source"]) for c in intro if c["cell_type"] == "markdown"]
+    shown += ["".join(o.get("data", {}).get("text/markdown", "")) for c in intro
+              if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    for text in shown:
+        assert not bare_numbers(text), (bare_numbers(text), text[:300])

@@ -25,6 +25,10 @@ HELD, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = "held", "contradicted", "no effect
 ABOVE_SIZE_OPEN, HELD_BELOW_BAND = "above 0, size undecided", "held, but below the band"
 BELOW_SIZE_OPEN, BELOW_WITHIN_BAND = "below 0, size undecided", "below 0, but within the band"
 NO_DATA = "no data"
+# The one goal for a baseline's spread over seeds, read by every page: no failing seed, that is no
+# seed more than this many points (AP, or AR for RPN) below its row's median; the sample std is
+# reported beside it.
+MAX_BELOW_MEDIAN = 3.0
 ABOVE_ZERO = (HELD, ABOVE_SIZE_OPEN, HELD_BELOW_BAND)  # strongest first
 BELOW_ZERO = (CONTRADICTED, BELOW_SIZE_OPEN, BELOW_WITHIN_BAND)
 VERDICTS = (*ABOVE_ZERO, NO_EFFECT, *BELOW_ZERO[::-1], INCONCLUSIVE)  # in the order they are listed

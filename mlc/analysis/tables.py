@@ -13,6 +13,7 @@ import pandas as pd
 from mlc.analysis.grids import RPN
 from mlc.analysis.stats import (
     BANDS,
+    MAX_BELOW_MEDIAN,
     format_interval,
     mean_std,
     paired_difference,
@@ -384,31 +385,37 @@ def init_points(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["row", "init", "seed", "metric", "value", "correlation"])
 
 
-def init_table(grid: list[dict], runs: list[dict], max_below_median: float = 2.0,
-               max_std: float = 1.0) -> pd.DataFrame:
+def init_table(grid: list[dict], runs: list[dict]) -> pd.DataFrame:
     """Per row and init: the headline metric's mean ± sample std over seeds, its worst seed's
-    distance below the median, whether both meet the goal (no seed more than `max_below_median`
-    below the median, std at most `max_std`), the correlation, and pretrained − random over paired
-    seeds with its 95% interval."""
+    distance below the median, whether it meets the one spread goal (no seed more than
+    stats.MAX_BELOW_MEDIAN below the median), the correlation, the kernel fingerprints its runs
+    were trained at, and pretrained − random over paired seeds with its 95% interval (said to
+    pair two machines where it does)."""
     points = init_points(grid, runs)
     out = {}
     for (label, init), group in points.groupby(["row", "init"], sort=False):
         values = group["value"].dropna()
         below = float(values.median() - values.min()) if len(values) else None
-        std = statistics.stdev(values) if len(values) >= 2 else None
-        met = below is not None and std is not None and below <= max_below_median and std <= max_std
+        row = next(r for r in grid if r["label"].rsplit(" (", 1)[0] == label and r["init"] == init)
+        machines = fingerprints(runs, row)
         out[(label, init)] = {
             "metric": group["metric"].iloc[0], "seeds": ",".join(map(str, sorted(group["seed"]))),
             "mean ± std": mean_std(list(values)),
             "worst below median": "–" if below is None else f"{below:.1f}",
-            "goal met": "yes" if met else "no",
+            "goal met": "–" if below is None else "yes" if below <= MAX_BELOW_MEDIAN else "no",
             "correlation": mean_std(list(group["correlation"].dropna()), 3),
+            "kernel fingerprint": ", ".join(sorted({str(f) for f in machines.values()})),
         }
         if init == "pretrained":
             other = points[(points["row"] == label) & (points["init"] == "random")]
             diff = paired_difference(dict(zip(group["seed"], group["value"])),
                                      dict(zip(other["seed"], other["value"])))
-            out[(label, init)]["pretrained − random"] = format_interval(diff)
+            twin = next((r for r in grid if r["label"].rsplit(" (", 1)[0] == label
+                         and r["init"] == "random"), None)
+            theirs = fingerprints(runs, twin) if twin else {}
+            mixed = any(s in theirs and theirs[s] != f for s, f in machines.items())
+            out[(label, init)]["pretrained − random"] = format_interval(diff) + (
+                " (two CPUs)" if mixed else "")
     table = pd.DataFrame.from_dict(out, orient="index").fillna("")
     if out:
         table.index.names = ["row", "init"]
