@@ -58,6 +58,8 @@ def start_retraining(root: Path) -> dict:
         env.update(ATEN_CPU_CAPABILITY="default", ONEDNN_MAX_CPU_ISA="SSE41",
                    MKL_ENABLE_INSTRUCTIONS="SSE4_2")
     root.mkdir(parents=True, exist_ok=True)
+    (root / "results").mkdir(exist_ok=True)  # a pretrained run reads the committed weights
+    (root / "results" / "pretrained").symlink_to(RESULTS.parent / "pretrained")
     log = (root / "train.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "mlc", "train", "--quiet", *cli_args(cfg)],
                                env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -328,7 +328,7 @@ def reading_table(runs: list[dict], final_runs: list[dict], deciding_runs: list[
 
     rows = [{"claim": f"{claim}. {TITLES[claim]}",
              "before: every seed pooled": f"{read_before(claim)} (seeds {seeds(before, claim)})",
-             "the one rule": f"{claim_verdict(claim, rule)} (seeds {seeds(rule, claim)})"}
+             "the one rule": f"{verdict_text(claim, rule)}, seeds {seeds(rule, claim)}"}
             for claim in range(1, 7)]
     return pd.DataFrame(rows).set_index("claim")
 
