@@ -159,6 +159,9 @@ def _pretrained_book(args: argparse.Namespace, seeds: list[int]) -> None:
     if args.status:
         print(_pretrained_progress(seeds))
         return
+    if args.plan:
+        print(pilot_plan_report(args.scale))
+        return
     chosen = blocks if args.block is None else [blocks[args.block]]
     budget = Budget(args.budget_min, args.workers)
     here = _this_machine(args.workers)
@@ -189,6 +192,48 @@ def _pretrained_book(args: argparse.Namespace, seeds: list[int]) -> None:
     print(_pretrained_progress(seeds))
     if failed:
         raise SystemExit(1)
+
+
+def pilot_plan_report(scale: str) -> str:
+    """Each claim's confirmatory stage as the pretrained pilot's committed records plan it
+    (claims.pilot_plan), with its runs and estimated CPU-hours, beside the plan committed in
+    grids.CONFIRMING (which must be fixed before any of the stages' runs)."""
+    from mlc.analysis import claims, report
+    from mlc.analysis.grids import (
+        BOOK_SEEDS,
+        CONFIRMING,
+        MOST_STAGE_SEEDS,
+        STAGE_ROWS,
+        STAGE_SCHEDULE,
+        grid_configs,
+        pretrained,
+        retrain_parts,
+    )
+    from mlc.launch import paces, run_minutes
+
+    pilot = [c for seed in range(BOOK_SEEDS) for c in retrain_parts(scale, seed)[0][1]]
+    runs = report.collect(pilot, allow_training=False)
+    plan = claims.pilot_plan([r for r in runs if r["config"].schedule != "final"],
+                             [r for r in runs if r["config"].schedule == "final"], range(BOOK_SEEDS))
+    tables, lines, total = paces(), [], 0.0
+    for claim, row in plan.iterrows():
+        one_seed = grid_configs(pretrained(STAGE_ROWS[claim]), scale, [BOOK_SEEDS],
+                                STAGE_SCHEDULE.get(claim))
+        hours = sum(run_minutes(c, tables) or 0.0 for c in one_seed) / 60
+        needed = row["needed"]
+        cost = (f"{needed} seeds x {len(one_seed)} runs, about {needed * hours:.1f} CPU-hours"
+                if needed else f"more than 100 seeds ({hours:.1f} CPU-hours a seed)")
+        fate = "runs" if row["runs"] else f"not run (over {MOST_STAGE_SEEDS} seeds)"
+        committed = CONFIRMING.get(claim)
+        fixed = (f"committed: {committed['seeds']} seeds, fixed {committed['fixed']}" if committed
+                 else "not committed")
+        total += needed * hours if row["runs"] else 0.0
+        if not row["pilot seeds"]:
+            cost, fate = "no plan", "no pilot runs at hand"
+        lines.append(f"claim {claim}: {row['parts']} part(s) on pilot seeds {row['pilot seeds']}; "
+                     f"needs {cost}; {fate}; {fixed}")
+    return "\n".join(lines + [f"the stages that run: about {total:.1f} CPU-hours (runs two claims "
+                              "share on a seed are counted for each)"])
 
 
 def _this_machine(workers: int) -> str:
@@ -225,10 +270,14 @@ def _pretrained_progress(seeds: list[int]) -> str:
     tables = paces()
     hours = sum(run_minutes(c, tables) or 0.0 for c in runs) / 60
     scorecard = [s for s in seeds if not lacking[f"scorecard, seed {s}"]]
+    stages = [(len(c), len(lacking[n])) for n, c in blocks if n.startswith("confirmatory")]
+    confirming = (f"; confirmatory stages: {sum(a - b for a, b in stages)} of "
+                  f"{sum(a for a, _ in stages)} runs done" if stages else "")
     return (f"pretrained book: {sum(len(c) for _, c in blocks) - len(runs)} of "
             f"{sum(len(c) for _, c in blocks)} runs done; seeds whole: "
             f"{', '.join(map(str, whole)) or 'none'}; scorecard seeds whole: "
-            f"{', '.join(map(str, scorecard)) or 'none'}; {len(runs)} missing, about {hours:.1f} CPU-hours")
+            f"{', '.join(map(str, scorecard)) or 'none'}{confirming}; {len(runs)} missing, "
+            f"about {hours:.1f} CPU-hours")
 
 
 def _check_prerequisites(configs: list) -> None:
@@ -387,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="current: the runs the book reads now; pretrained: the pretrained book's "
                    "seed blocks, scorecard rows first (with --status: its progress)")
     p.add_argument("--block", type=int, help="with --book pretrained: only this block (0-based)")
+    p.add_argument("--plan", action="store_true",
+                   help="with --book pretrained: each claim's confirmatory stage as the pilot "
+                   "(seeds 0-6) plans it, its cost, and the plan committed (grids.CONFIRMING)")
     p.add_argument("--retrain-other-machines", action="store_true",
                    help="with --book pretrained: retrain here a seed's runs made at another kernel "
                    "fingerprint (else such a seed is skipped: its runs are paired)")

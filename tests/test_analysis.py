@@ -754,3 +754,29 @@ def test_a_pair_trained_at_two_kernel_fingerprints_is_refused_and_named():
     with pytest.raises(tables.PairingError, match="two kernel fingerprints"):
         tables.paired_rows(runs, {"detector": "fcos_minus", "set": {"ml": True}},
                            {"detector": "fcos_minus", "set": {"alignment": True}}, "AP")
+
+
+def test_the_pilot_plans_each_claims_stage_from_its_parts_differences(monkeypatch):
+    """claims.pilot_plan: claim 1's stage is the number stats.seeds_for_power gives for its two
+    parts' per-seed differences on the pilot; a claim without pilot runs has no plan; a number
+    over grids.MOST_STAGE_SEEDS is kept but gets no stage. The pretrained book's claim 2 compares
+    the like-for-like IUR row (its loss from epoch 0)."""
+    runs = []
+    for s in range(7):
+        wobble = 0.3 * (s % 3 - 1)
+        runs.append(_run("fcos_minus", s, {"AP": 30.0 + s, "divergence": {"mean": 0.5}}, alignment=True))
+        runs.append(_run("fcos_minus", s, {"AP": 31.5 + s + wobble,
+                                           "divergence": {"mean": 0.56 + wobble / 20}}, ml=True))
+    plan = claims.pilot_plan(runs, [], specs=claims.part_specs())
+    diffs = [[1.5 + 0.3 * (s % 3 - 1), 0.06 + 0.015 * (s % 3 - 1)] for s in range(7)]
+    needed = stats.seeds_for_power(diffs, [stats.BANDS["points"], stats.BANDS["correlation"]])
+    assert plan.at[1, "needed"] == needed and plan.at[1, "runs"]
+    assert plan.at[1, "pilot seeds"] == "0-6" and plan.at[1, "parts"] == 2
+    assert plan.at[2, "needed"] is None and not plan.at[2, "runs"] and plan.at[2, "pilot seeds"] == ""
+    monkeypatch.setattr(claims, "MOST_STAGE_SEEDS", needed - 1)
+    over = claims.pilot_plan(runs, [], specs=claims.part_specs())
+    assert over.at[1, "needed"] == needed and not over.at[1, "runs"]
+    spec = next(s for s in claims.pretrained_specs() if s["claim"] == 2)
+    assert spec["a"]["set"] == {"iur": True, "mlc_start_epoch": 0, "pretrained": True}
+    assert spec["b"]["set"] == {"pretrained": True}
+    assert all(s["a"]["set"]["pretrained"] for s in claims.pretrained_specs())

@@ -181,8 +181,9 @@ def test_the_pretrained_book_goes_seed_block_by_seed_block_scorecard_first():
     pretrained body; claim 2's like-for-like row trains IUR from epoch 0; and the pretrained runs
     already committed (the setting page's init comparison) are among the blocks' own names."""
     blocks = grids.retrain_blocks("shapes", range(7))
-    assert [name for name, _ in blocks] == [f"{part}, seed {s}" for part in ("scorecard", "rest of the book")
-                                            for s in range(7)]
+    names = [name for name, _ in blocks]
+    assert names[:14] == [f"{part}, seed {s}" for part in ("scorecard", "rest of the book") for s in range(7)]
+    assert names[14:] == [name for name, _ in grids.confirm_blocks("shapes")]
     assert all(c.pretrained and c.seed == int(name.rsplit(" ", 1)[1]) for name, cs in blocks for c in cs)
     names = {c.name for _, cs in blocks for c in cs}
     assert len(names) == sum(len(cs) for _, cs in blocks)  # no run in two blocks
@@ -191,6 +192,22 @@ def test_the_pretrained_book_goes_seed_block_by_seed_block_scorecard_first():
     committed = grids.grid_configs([r for r in grids.init_grid(grids.INIT_ROWS) if r["init"] == "pretrained"],
                                    "shapes", range(7))
     assert {c.name for c in committed} <= names
+
+
+def test_each_confirmatory_stage_trains_its_claims_rows_on_fresh_seeds(monkeypatch):
+    """A plan of 3 seeds for claim 1, 1 for claim 6 and none for claim 5 (over the limit): seed
+    7's block holds claim 1's two rows and claim 6's four 24-epoch rows, seeds 8-9 claim 1's
+    alone, every run pretrained; no block without a plan."""
+    monkeypatch.setattr(grids, "CONFIRMING", {1: {"seeds": 3}, 5: {"seeds": 0}, 6: {"seeds": 1}})
+    blocks = grids.confirm_blocks("shapes")
+    assert [name for name, _ in blocks] == [f"confirmatory stages, seed {s}" for s in (7, 8, 9)]
+    assert [len(cs) for _, cs in blocks] == [6, 2, 2]
+    assert all(c.pretrained and c.seed == s for (_, cs), s in zip(blocks, (7, 8, 9)) for c in cs)
+    assert sorted(c.schedule for c in blocks[0][1]) == ["ablation"] * 2 + ["final"] * 4
+    assert {c.detector for c in blocks[1][1]} == {"fcos_minus"}
+    assert grids.confirm_seeds(5) == range(7, 7) and grids.confirm_blocks("smoke") == []
+    monkeypatch.setattr(grids, "CONFIRMING", {})
+    assert grids.confirm_blocks("shapes") == []
 
 
 def test_a_budget_starts_no_run_it_cannot_end_and_says_what_is_left(capsys):

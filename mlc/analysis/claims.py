@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlc.analysis.grids import AFTER_A_LOOK, DECIDING, FCOS_MINUS, RETINANET, RPN, stages
+from mlc.analysis.grids import (
+    AFTER_A_LOOK,
+    DECIDING,
+    FCOS_MINUS,
+    IUR_FROM_START,
+    MOST_STAGE_SEEDS,
+    PRETRAINED,
+    RETINANET,
+    RPN,
+    stages,
+)
 from mlc.analysis.stats import (
     ABOVE_ZERO,
     BANDS,
@@ -146,14 +156,15 @@ def _stage_seeds(claim: int, deciding: bool) -> range | None:
 
 
 def claim_parts(runs: list[dict], final_runs: list[dict], deciding_runs: list[dict] = (),
-                seeds: range | None = None) -> pd.DataFrame:
+                seeds: range | None = None, specs: list[dict] | None = None) -> pd.DataFrame:
     """One row per part of claims 1-6 (PART_COLUMNS, and the per-seed differences): the paired
     difference, its interval, p and Holm-adjusted p within the claim, verdict, our gain and the
     paper's in % of the baseline, the size reading and the seeds read. Table 5's parts read
     `final_runs`; a claim of grids.DECIDING reads its last stage's fresh seeds alone when
-    `deciding_runs` has them; `seeds`, if given, restricts every claim to those seeds."""
+    `deciding_runs` has them; `seeds`, if given, restricts every claim to those seeds; `specs`
+    defaults to part_specs()."""
     rows = []
-    for spec in part_specs():
+    for spec in part_specs() if specs is None else specs:
         claim = spec["claim"]
         pool = final_runs if claim == 6 else list(runs) + list(deciding_runs)
         read = seeds if seeds is not None else _stage_seeds(claim, bool(deciding_runs))
@@ -357,6 +368,42 @@ def claim5_second_stage(runs: list[dict]) -> int | None:
     if len(seeds) < 3:
         return None
     return seeds_for_power([[a[s] - b[s] for a, b in pairs] for s in seeds], [POINTS] * len(pairs))
+
+
+def pretrained_specs() -> list[dict]:
+    """part_specs on the pretrained book's rows: every row from the pretrained body, and claim 2
+    on the like-for-like IUR row (IUR's loss trained from epoch 0, as centerness is)."""
+    def on_pretrained(row: dict, claim: int) -> dict:
+        flags = {**row["set"], **PRETRAINED}
+        if claim == 2 and row["set"].get("iur"):
+            flags.update(IUR_FROM_START["set"])
+        return {**row, "set": flags}
+
+    return [{**spec, "a": on_pretrained(spec["a"], spec["claim"]),
+             "b": on_pretrained(spec["b"], spec["claim"])} for spec in part_specs()]
+
+
+def pilot_plan(runs: list[dict], final_runs: list[dict], seeds: range = range(7),
+               specs: list[dict] | None = None) -> pd.DataFrame:
+    """Each of claims 1-6's confirmatory stage as the pilot plans it: the fewest fresh paired
+    seeds that decide every one of its parts with 80% power (stats.seeds_for_power over the
+    parts' per-seed differences on `seeds`), and whether the stage runs (at most
+    grids.MOST_STAGE_SEEDS); claim 6 reads `final_runs`. `specs` defaults to the pretrained
+    book's parts."""
+    rows = []
+    specs = pretrained_specs() if specs is None else specs
+    for claim in range(1, 7):
+        pool = _on_seeds(final_runs if claim == 6 else runs, seeds)
+        group = [spec for spec in specs if spec["claim"] == claim]
+        diffs = [_measure(spec, pool)[0] for spec in group]
+        common = sorted(set.intersection(*(set(d["differences"]) if d else set() for d in diffs)))
+        needed = (seeds_for_power([[d["differences"][s] for d in diffs] for s in common],
+                                  [spec["band"] for spec in group])
+                  if len(common) >= 3 else None)
+        rows.append({"claim": claim, "parts": len(group), "pilot seeds": _seed_range(
+                         dict.fromkeys(common)) if common else "",
+                     "needed": needed, "runs": needed is not None and needed <= MOST_STAGE_SEEDS})
+    return pd.DataFrame(rows, dtype=object).set_index("claim")
 
 
 def judged_points(points: pd.DataFrame) -> pd.DataFrame:

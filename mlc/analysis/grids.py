@@ -304,10 +304,54 @@ def retrain_parts(scale: str, seed: int) -> list[tuple[str, list[RunConfig]]]:
     return [("scorecard", list(scorecard.values())), ("rest of the book", list(others.values()))]
 
 
+# The pretrained book's confirmatory stages (DESIGN.md, "One rule for every claim"). Its seeds 0-6
+# are the pilot: tables, figures and each claim's plan, no verdict. Each of claims 1-6 is decided
+# by one stage of fresh seeds after the pilot's, of the rows its parts compare (claim 2 on the
+# like-for-like IUR row, claim 6 on the 24-epoch schedule). The stage's seeds are planned from
+# the pilot (claims.pilot_plan: 80% power to decide every part), fixed and committed in
+# CONFIRMING before any of its runs; a stage that would need more than MOST_STAGE_SEEDS is not
+# run, and its claim reads "inconclusive, would need N seeds". Claim 7 is read on the pilot.
+MOST_STAGE_SEEDS = 40
+STAGE_ROWS = {1: [_ROW["FCOS− + ML"], _ROW["FCOS− + alignment"]],
+              2: [IUR_FROM_START, _ROW["FCOS"]],
+              3: [_ROW["FCOS− + IUR"]],
+              4: [_ROW[f"{det}{suffix}"] for det in ("FCOS−", "RetinaNet")
+                  for suffix in (" + ML + IUR", " + ML", " + IUR")],
+              5: [_ROW["RPN"], _ROW["RPN + ML"], _ROW["RPN + IUR"]],
+              6: [_ROW[name] for name in ("FCOS−", "FCOS− + ML + IUR", "RetinaNet", "RetinaNet + ML + IUR")]}
+STAGE_SCHEDULE = {6: "final"}
+PILOT_PLAN = "stats.seeds_for_power (80% power to decide every part) on the pretrained pilot, seeds 0-6"
+# {claim: {"seeds": fresh seeds its stage trains (0: not run), "needed": the plan's number,
+# "planned": how, "fixed": when}}, committed before any of the stages' runs.
+CONFIRMING: dict[int, dict] = {}
+
+
+def confirm_seeds(claim: int) -> range:
+    """The fresh seeds of a claim's confirmatory stage on the pretrained book (empty when it has
+    none or its stage is not run)."""
+    return range(BOOK_SEEDS, BOOK_SEEDS + CONFIRMING.get(claim, {}).get("seeds", 0))
+
+
+def confirm_blocks(scale: str) -> list[tuple[str, list[RunConfig]]]:
+    """The confirmatory stages' seed blocks: for each fresh seed, every run of the claims whose
+    stage reaches it (runs the claims share, trained once)."""
+    if scale != "shapes" or not CONFIRMING:
+        return []
+    blocks = []
+    for seed in range(BOOK_SEEDS, max(confirm_seeds(c).stop for c in CONFIRMING)):
+        configs = {c.name: c for claim in sorted(CONFIRMING) if seed in confirm_seeds(claim)
+                   for c in grid_configs(pretrained(STAGE_ROWS[claim]), scale, [seed],
+                                         STAGE_SCHEDULE.get(claim))}
+        blocks.append((f"confirmatory stages, seed {seed}", list(configs.values())))
+    return blocks
+
+
 def retrain_blocks(scale: str, seeds: Iterable[int]) -> list[tuple[str, list[RunConfig]]]:
     """The pretrained book's seed blocks in training order: every seed's scorecard rows first,
-    seed by seed, then every seed's other rows; each block is (its name, its configs)."""
+    seed by seed, then every seed's other rows, then the confirmatory stages' fresh seeds
+    (confirm_blocks); each block is (its name, its configs)."""
     seeds = list(seeds)
     by_seed = {seed: retrain_parts(scale, seed) for seed in seeds}
     return [(f"{part}, seed {seed}", by_seed[seed][i][1])
-            for i, part in enumerate(("scorecard", "rest of the book")) for seed in seeds]
+            for i, part in enumerate(("scorecard", "rest of the book")) for seed in seeds
+            ] + confirm_blocks(scale)
