@@ -780,3 +780,23 @@ def test_the_pilot_plans_each_claims_stage_from_its_parts_differences(monkeypatc
     assert spec["a"]["set"] == {"iur": True, "mlc_start_epoch": 0, "pretrained": True}
     assert spec["b"]["set"] == {"pretrained": True}
     assert all(s["a"]["set"]["pretrained"] for s in claims.pretrained_specs())
+
+
+def test_the_plan_table_says_each_stages_seeds_and_how_much_of_it_has_run(monkeypatch):
+    """claims.confirm_table: a committed stage of 2 seeds (7-8) with one of its four runs done; a
+    claim whose plan is over the limit reads "not run: inconclusive, would need N seeds"; a claim
+    not committed reads "not fixed yet"."""
+    monkeypatch.setattr(claims, "CONFIRMING", {1: {"seeds": 2, "needed": 2, "fixed": "2026-12-08"},
+                                               5: {"seeds": 0, "needed": 57, "fixed": "2026-12-08"}})
+    plan = pd.DataFrame([{"claim": 1, "needed": 2, "pilot seeds": "0-6"},
+                         {"claim": 5, "needed": 57, "pilot seeds": "0-6"},
+                         {"claim": 6, "needed": None, "pilot seeds": ""}], dtype=object).set_index("claim")
+    stage = [{"config": make_config("fcos_minus", "smoke", None, s, pretrained=True, **flags),
+              "record": {"metrics": {}} if (s, i) == (7, 0) else None}
+             for s in (7, 8) for i, flags in enumerate(({"ml": True}, {"alignment": True}))]
+    stage.append({"config": make_config("fcos_minus", "smoke", None, 7, ml=True), "record": {}})
+    table = claims.confirm_table(plan, stage)
+    assert table.at[1, "stage"] == "seeds 7-8" and table.at[1, "runs done"] == "1 of 4"
+    assert table.at[5, "stage"] == "not run: inconclusive, would need 57 seeds"
+    assert table.at[5, "runs done"] == "0 of 0" and table.at[6, "stage"] == "not fixed yet"
+    assert table.at[1, "fixed"] == "2026-12-08" and table.at[1, "claim says"] == claims.TITLES[1]

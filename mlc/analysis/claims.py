@@ -14,6 +14,8 @@ import pandas as pd
 
 from mlc.analysis.grids import (
     AFTER_A_LOOK,
+    BOOK_SEEDS,
+    CONFIRMING,
     DECIDING,
     FCOS_MINUS,
     IUR_FROM_START,
@@ -21,6 +23,8 @@ from mlc.analysis.grids import (
     PRETRAINED,
     RETINANET,
     RPN,
+    STAGE_ROWS,
+    STAGE_SCHEDULE,
     stages,
 )
 from mlc.analysis.stats import (
@@ -45,6 +49,7 @@ from mlc.analysis.stats import (
     verdict,
 )
 from mlc.analysis.tables import method_points, one_machine, paper_table, per_seed
+from mlc.config import make_config
 
 POINTS, CORRELATION = BANDS["points"], BANDS["correlation"]
 NAMES = {FCOS_MINUS: "FCOS−", RETINANET: "RetinaNet"}  # the detectors as the evidence names them
@@ -226,8 +231,6 @@ def protocol_caveat(claim: int) -> str:
     whose loss trains from mlc_start_epoch on, with centerness, which trains every epoch."""
     if claim != 2:
         return ""
-    from mlc.config import make_config
-
     iur = make_config(FCOS_MINUS, iur=True)
     return f"IUR trained {iur.epochs - iur.mlc_start_epoch} epochs, centerness {iur.epochs}"
 
@@ -404,6 +407,36 @@ def pilot_plan(runs: list[dict], final_runs: list[dict], seeds: range = range(7)
                          dict.fromkeys(common)) if common else "",
                      "needed": needed, "runs": needed is not None and needed <= MOST_STAGE_SEEDS})
     return pd.DataFrame(rows, dtype=object).set_index("claim")
+
+
+def confirm_table(plan: pd.DataFrame, stage_runs: list[dict]) -> pd.DataFrame:
+    """The pretrained book's plan beside what it has trained: per claim, the seeds the pilot
+    plans (`plan`, of pilot_plan), the stage committed in grids.CONFIRMING (its fresh seeds and
+    when it was fixed, or why it is not run) and how many of its runs `stage_runs` has finished."""
+    rows = []
+    for claim, row in plan.iterrows():
+        committed = CONFIRMING.get(claim)
+        n = committed["seeds"] if committed else 0
+        fresh = range(BOOK_SEEDS, BOOK_SEEDS + n)
+        runs = [r for r in stage_runs if r["config"].seed in fresh and _in_stage(claim, r)]
+        if committed is None:
+            stage = "not fixed yet"
+        elif n:
+            stage = f"seeds {fresh.start}-{fresh.stop - 1}"
+        else:
+            stage = f"not run: inconclusive, would need {committed['needed'] or 'more than 100'} seeds"
+        rows.append({"claim": claim, "claim says": TITLES[claim], "pilot seeds": row["pilot seeds"],
+                     "planned from the pilot": row["needed"], "stage": stage,
+                     "fixed": committed["fixed"] if committed else "",
+                     "runs done": f"{sum(r['record'] is not None for r in runs)} of {len(runs)}"})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def _in_stage(claim: int, run: dict) -> bool:
+    """Whether a run is one of the rows of a claim's confirmatory stage (grids.STAGE_ROWS)."""
+    cfg = run["config"]
+    return any(cfg.name == make_config(row["detector"], cfg.scale, STAGE_SCHEDULE.get(claim), cfg.seed,
+                                       **row["set"], **PRETRAINED).name for row in STAGE_ROWS[claim])
 
 
 def judged_points(points: pd.DataFrame) -> pd.DataFrame:
