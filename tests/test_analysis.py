@@ -800,3 +800,33 @@ def test_the_plan_table_says_each_stages_seeds_and_how_much_of_it_has_run(monkey
     assert table.at[5, "stage"] == "not run: inconclusive, would need 57 seeds"
     assert table.at[5, "runs done"] == "0 of 0" and table.at[6, "stage"] == "not fixed yet"
     assert table.at[1, "fixed"] == "2026-12-08" and table.at[1, "claim says"] == claims.TITLES[1]
+
+
+def test_the_pretrained_stage_is_read_only_when_whole_and_stands_beside_random_init(monkeypatch):
+    """claims.stage_parts reads claim 3's committed stage (seeds 7-9) only once its three runs are
+    all in; claims.init_scorecards sets random init's reading, the pretrained pilot's interval
+    (no verdict) and the stage's verdict side by side, or the stage's progress while it runs."""
+    monkeypatch.setattr(claims, "CONFIRMING", {3: {"seeds": 3, "needed": 3, "fixed": "2026-12-08"}})
+
+    def iur(seed: int, gain: float, **flags) -> dict:  # rescoring beats IoU-NMS by gain + 0-0.1
+        return _run("fcos_minus", seed, {"AP": 40.0 + gain + seed % 2 / 10, "iou_nms": {"AP": 40.0}},
+                    iur=True, **flags)
+
+    random = claims.claim_parts([iur(s, -1.0) for s in range(7)], [])
+    pilot = [iur(s, 2.0, pretrained=True) for s in range(7)]
+    pilot_parts = claims.claim_parts(pilot, [], seeds=range(7), specs=claims.pretrained_specs())
+    stage = [iur(s, 3.0, pretrained=True) for s in (7, 8, 9)]
+    partial = [*stage[:2], {**stage[2], "record": None}]
+    assert claims.stage_parts(pilot + partial, []) == {}
+    table = claims.init_scorecards(random, pilot_parts, {}, partial).set_index("part")
+    assert table.at["AP rescoring − IoU-NMS", "random init"].endswith("seeds 0-6 (contradicted)")
+    assert table.at["AP rescoring − IoU-NMS", "pretrained pilot, no verdict"].startswith("+2.0 [")
+    claim_rows = table[table["claim"] != ""].set_index("claim")["pretrained, confirmatory stage"]
+    assert claim_rows[f"3. {claims.TITLES[3]}"] == "seeds 7-9: 2 of 3 runs done"
+    stages = claims.stage_parts(pilot + stage, [])
+    assert list(stages) == [3] and stages[3].iloc[0]["seeds"] == "7-9"
+    whole = claims.init_scorecards(random, pilot_parts, stages, stage).set_index("part")
+    assert whole.at["AP rescoring − IoU-NMS", "pretrained, confirmatory stage"].startswith("+3.1 [")
+    claim_rows = whole[whole["claim"] != ""].set_index("claim")["pretrained, confirmatory stage"]
+    assert claim_rows[f"3. {claims.TITLES[3]}"] == "held"
+    assert claim_rows[f"1. {claims.TITLES[1]}"] == "not fixed yet"

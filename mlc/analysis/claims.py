@@ -415,21 +415,26 @@ def confirm_table(plan: pd.DataFrame, stage_runs: list[dict]) -> pd.DataFrame:
     when it was fixed, or why it is not run) and how many of its runs `stage_runs` has finished."""
     rows = []
     for claim, row in plan.iterrows():
-        committed = CONFIRMING.get(claim)
-        n = committed["seeds"] if committed else 0
-        fresh = range(BOOK_SEEDS, BOOK_SEEDS + n)
-        runs = [r for r in stage_runs if r["config"].seed in fresh and _in_stage(claim, r)]
-        if committed is None:
-            stage = "not fixed yet"
-        elif n:
-            stage = f"seeds {fresh.start}-{fresh.stop - 1}"
-        else:
-            stage = f"not run: inconclusive, would need {committed['needed'] or 'more than 100'} seeds"
+        stage, done = _stage_status(claim, stage_runs)
         rows.append({"claim": claim, "claim says": TITLES[claim], "pilot seeds": row["pilot seeds"],
                      "planned from the pilot": row["needed"], "stage": stage,
-                     "fixed": committed["fixed"] if committed else "",
-                     "runs done": f"{sum(r['record'] is not None for r in runs)} of {len(runs)}"})
+                     "fixed": CONFIRMING[claim]["fixed"] if claim in CONFIRMING else "",
+                     "runs done": done})
     return pd.DataFrame(rows).set_index("claim")
+
+
+def _stage_status(claim: int, stage_runs: list[dict]) -> tuple[str, str]:
+    """A claim's committed confirmatory stage in words (its fresh seeds, "not run: ..." or "not
+    fixed yet") and "k of n" of its runs finished in `stage_runs`."""
+    committed = CONFIRMING.get(claim)
+    if committed is None:
+        return "not fixed yet", "0 of 0"
+    fresh = range(BOOK_SEEDS, BOOK_SEEDS + committed["seeds"])
+    runs = [r for r in stage_runs if r["config"].seed in fresh and _in_stage(claim, r)]
+    done = f"{sum(r['record'] is not None for r in runs)} of {len(runs)}"
+    if not fresh:
+        return f"not run: inconclusive, would need {committed['needed'] or 'more than 100'} seeds", done
+    return f"seeds {fresh.start}-{fresh.stop - 1}", done
 
 
 def _in_stage(claim: int, run: dict) -> bool:
@@ -437,6 +442,57 @@ def _in_stage(claim: int, run: dict) -> bool:
     cfg = run["config"]
     return any(cfg.name == make_config(row["detector"], cfg.scale, STAGE_SCHEDULE.get(claim), cfg.seed,
                                        **row["set"], **PRETRAINED).name for row in STAGE_ROWS[claim])
+
+
+def stage_parts(runs: list[dict], final_runs: list[dict]) -> dict[int, pd.DataFrame]:
+    """Each claim's parts on the pretrained book's confirmatory stage (grids.CONFIRMING), for the
+    claims whose stage has every run in `runs`/`final_runs` finished: a stage is read once,
+    whole, never while it is still training."""
+    out = {}
+    for claim in sorted(CONFIRMING):
+        fresh = range(BOOK_SEEDS, BOOK_SEEDS + CONFIRMING[claim]["seeds"])
+        mine = [r for r in (*runs, *final_runs) if r["config"].seed in fresh and _in_stage(claim, r)]
+        expected = len(fresh) * len(STAGE_ROWS[claim])
+        if fresh and len(mine) == expected and all(r["record"] is not None for r in mine):
+            parts = claim_parts(runs, final_runs, seeds=fresh, specs=pretrained_specs())
+            out[claim] = parts[parts["claim"] == claim]
+    return out
+
+
+def init_scorecards(random_parts: pd.DataFrame, pilot_parts: pd.DataFrame,
+                    stages: dict[int, pd.DataFrame], stage_runs: list[dict]) -> pd.DataFrame:
+    """The random-init scorecard beside the pretrained one, claim by claim and part by part:
+    random init's reading (the book's now), the pretrained pilot's interval on seeds 0-6 (which
+    planned the stage; no verdict), and the pretrained reading on its confirmatory stage
+    (`stages`, of stage_parts), or how far that stage has run."""
+    rows = []
+    for claim in range(1, 7):
+        stage = stages.get(claim)
+        where, done = _stage_status(claim, stage_runs)
+        status = (claim_verdict(claim, stage) if stage is not None
+                  else f"{where}: {done} runs done" if claim in CONFIRMING else where)
+        rows.append({"claim": f"{claim}. {TITLES[claim]}", "part": "the claim",
+                     "random init": verdict_text(claim, random_parts),
+                     "pretrained pilot, no verdict": "",
+                     "pretrained, confirmatory stage": status})
+        pilot = pilot_parts[pilot_parts["claim"] == claim].set_index("part")
+        read = None if stage is None else stage.set_index("part")
+        for _, part in random_parts[random_parts["claim"] == claim].iterrows():
+            name = part["part"]
+            rows.append({"claim": "", "part": name,
+                         "random init": f"{_interval_text(part)} ({part['verdict']})",
+                         "pretrained pilot, no verdict": _interval_text(pilot.loc[name]),
+                         "pretrained, confirmatory stage": "" if read is None else
+                         f"{_interval_text(read.loc[name])} ({read.loc[name, 'verdict']})"})
+    return pd.DataFrame(rows)
+
+
+def _interval_text(part: pd.Series) -> str:
+    """A part's mean difference and 95% interval, with its seeds."""
+    digits = 2 if part["unit"] == "correlation" else 1
+    diff = None if pd.isna(part["mean"]) else {
+        k: None if part[k] is None or pd.isna(part[k]) else part[k] for k in ("mean", "lo", "hi")}
+    return format_interval(diff, digits) + (f", seeds {part['seeds']}" if part["seeds"] else "")
 
 
 def judged_points(points: pd.DataFrame) -> pd.DataFrame:
