@@ -210,6 +210,24 @@ def test_each_confirmatory_stage_trains_its_claims_rows_on_fresh_seeds(monkeypat
     assert grids.confirm_blocks("shapes") == []
 
 
+def test_the_committed_plan_is_what_the_pilot_plans():
+    """grids.CONFIRMING, fixed before any of its runs, is what claims.pilot_plan computes from the
+    committed pilot (seeds 0-6 of the pretrained scorecard): each claim's number of seeds, and a
+    stage only where that number is within grids.MOST_STAGE_SEEDS."""
+    from mlc.analysis import claims, report
+
+    pilot = [c for seed in range(7) for c in grids.retrain_parts("shapes", seed)[0][1]]
+    runs = report.collect(pilot, allow_training=False)
+    assert all(run["record"] for run in runs), "the pilot is not whole"
+    plan = claims.pilot_plan([r for r in runs if r["config"].schedule != "final"],
+                             [r for r in runs if r["config"].schedule == "final"])
+    assert set(grids.CONFIRMING) == set(range(1, 7))
+    for claim, row in plan.iterrows():
+        committed = grids.CONFIRMING[claim]
+        assert committed["needed"] == row["needed"] and row["pilot seeds"] == "0-6"
+        assert committed["seeds"] == (row["needed"] if row["runs"] else 0)
+
+
 def test_a_budget_starts_no_run_it_cannot_end_and_says_what_is_left(capsys):
     """Paces from the records: a run of 4 steps at 60 s a step takes 4 minutes. A budget of 10
     minutes on 2 workers starts such a run, but not a seed of six of them (12 minutes of the two

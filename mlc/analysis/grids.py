@@ -323,7 +323,9 @@ STAGE_SCHEDULE = {6: "final"}
 PILOT_PLAN = "stats.seeds_for_power (80% power to decide every part) on the pretrained pilot, seeds 0-6"
 # {claim: {"seeds": fresh seeds its stage trains (0: not run), "needed": the plan's number,
 # "planned": how, "fixed": when}}, committed before any of the stages' runs.
-CONFIRMING: dict[int, dict] = {}
+CONFIRMING: dict[int, dict] = {
+    claim: {"seeds": needed, "needed": needed, "planned": PILOT_PLAN, "fixed": "2026-12-07"}
+    for claim, needed in ((1, 15), (2, 12), (3, 3), (4, 4), (5, 15), (6, 3))}
 
 
 def confirm_seeds(claim: int) -> range:
