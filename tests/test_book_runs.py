@@ -194,6 +194,20 @@ def test_the_pretrained_book_goes_seed_block_by_seed_block_scorecard_first():
     assert {c.name for c in committed} <= names
 
 
+def test_the_setting_studies_name_their_init_whatever_the_scales_default():
+    """The setting page's studies stay at random init (the candidate sets, the learning-rate
+    sweeps, the goal offsets, the init comparison's random rows) and the comparison's other rows
+    are pretrained: each row says so itself, so moving the `shapes` default moves none of them."""
+    shapes = grids.SCALES["shapes"].shapes
+    random_rows = (grids.setting_grid(grids.SETTING_CANDIDATES) + grids.rpn_lr_grid(grids.RPN_LRS)
+                   + grids.dense_lr_grid("retinanet", grids.DENSE_LRS)
+                   + grids.offset_grid(grids.GOAL_OFFSETS, shapes.head_offset, base=grids.RANDOM_INIT))
+    inits = grids.init_grid(grids.INIT_ROWS)
+    assert all(row["set"]["pretrained"] is False for row in random_rows)
+    assert all(row["set"]["pretrained"] is (row["init"] == "pretrained") for row in inits)
+    assert {r["init"] for r in inits} == {"random", "pretrained"}
+
+
 def test_each_confirmatory_stage_trains_its_claims_rows_on_fresh_seeds(monkeypatch):
     """A plan of 3 seeds for claim 1, 1 for claim 6 and none for claim 5 (over the limit): seed
     7's block holds claim 1's two rows and claim 6's four 24-epoch rows, seeds 8-9 claim 1's

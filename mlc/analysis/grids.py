@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from mlc.config import SCALES, RunConfig, make_config
 
 FCOS_MINUS, RETINANET, RPN = "fcos_minus", "retinanet", "rpn"
+# A row's init, set explicitly where a study must keep it whatever the scale's default is.
+PRETRAINED, RANDOM_INIT = {"pretrained": True}, {"pretrained": False}
 GRIDS = {
     1: [{"label": "FCOS−", "detector": FCOS_MINUS, "set": {}, "paper": "baseline"},
         {"label": "FCOS− + alignment", "detector": FCOS_MINUS, "set": {"alignment": True},
@@ -138,8 +140,9 @@ SETTING_SEEDS = [0, 1]
 
 
 def setting_grid(candidates: list[str]) -> list[dict]:
-    """Grid rows of FCOS− and FCOS− + ML + IUR at each candidate scale."""
-    return [{"label": f"{name} {suffix}".strip(), "detector": FCOS_MINUS, "set": flags,
+    """Grid rows of FCOS− and FCOS− + ML + IUR at each candidate scale, from random init."""
+    return [{"label": f"{name} {suffix}".strip(), "detector": FCOS_MINUS,
+             "set": {**flags, **RANDOM_INIT},
              "scale": name, "role": role}
             for name in candidates
             for suffix, flags, role in (("", {}, "baseline"),
@@ -153,8 +156,8 @@ RPN_LRS = [0.02, 0.04, 0.08, 0.16, 0.32, 0.64]
 
 
 def rpn_lr_grid(lrs: list[float]) -> list[dict]:
-    """Grid rows of the RPN baseline at each learning rate."""
-    return sweep_grid(RPN, "lr", lrs)
+    """Grid rows of the RPN baseline at each learning rate, from random init."""
+    return sweep_grid(RPN, "lr", lrs, RANDOM_INIT)
 
 
 # The dense detectors' learning rate (the same page): the FCOS− and RetinaNet baselines at half and
@@ -165,8 +168,8 @@ DENSE_LR_SEEDS = [0, 1, 2, 3]
 
 
 def dense_lr_grid(detector: str, lrs: list[float]) -> list[dict]:
-    """Grid rows of a dense detector's baseline at each learning rate."""
-    return sweep_grid(detector, "lr", lrs)
+    """Grid rows of a dense detector's baseline at each learning rate, from random init."""
+    return sweep_grid(detector, "lr", lrs, RANDOM_INIT)
 
 
 # Both goals on one set (the same page): FCOS− and FCOS− + ML + IUR on the study's seeds at head
@@ -187,9 +190,9 @@ INIT_ROWS = [{"label": "FCOS−", "detector": FCOS_MINUS, "set": {}},
 
 
 def init_grid(rows: list[dict]) -> list[dict]:
-    """Each row at both inits: random (the row as it is) and pretrained (`pretrained` set)."""
+    """Each row at both inits: random and pretrained (`pretrained` set to each)."""
     return [{**row, "label": f"{row['label']} ({init})", "init": init,
-             "set": {**row["set"], **({"pretrained": True} if init == "pretrained" else {})}}
+             "set": {**row["set"], **(PRETRAINED if init == "pretrained" else RANDOM_INIT)}}
             for row in rows for init in ("random", "pretrained")]
 
 
@@ -217,13 +220,15 @@ def sweep_grid(detector: str, field: str, values: list, base: dict | None = None
              "paper": ""} for v in values]
 
 
-def offset_grid(offsets: list[float], default: float, method: dict | None = None) -> list[dict]:
+def offset_grid(offsets: list[float], default: float, method: dict | None = None,
+                base: dict | None = None) -> list[dict]:
     """Grid rows of FCOS− and FCOS− + `method` (default ML + IUR) at each head offset of the
-    generated set; the scale's own offset (`default`) is the scale's set, shared with the tables."""
+    generated set, with `base` overrides on both; the scale's own offset (`default`) is the
+    scale's set, shared with the tables."""
     method = {"ml": True, "iur": True} if method is None else method
     rows = []
     for off in offsets:
-        where = {} if off == default else {"head_offset": off}
+        where = {**(base or {}), **({} if off == default else {"head_offset": off})}
         rows.append({"label": f"FCOS− @ {off}", "detector": FCOS_MINUS, "set": where,
                      "offset": off, "role": "baseline"})
         rows.append({"label": f"FCOS− + MLC @ {off}", "detector": FCOS_MINUS,
@@ -258,7 +263,7 @@ def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = 
         configs.update((c.name, c) for c in grid_configs(grid, scale, seeds))
     if scale == "shapes":  # the setting study, on the seeds of SETTING_SEEDS the book trains
         study = setting_grid(SETTING_CANDIDATES) + (
-            rpn_lr_grid(RPN_LRS) + offset_grid(GOAL_OFFSETS, shapes.head_offset)
+            rpn_lr_grid(RPN_LRS) + offset_grid(GOAL_OFFSETS, shapes.head_offset, base=RANDOM_INIT)
             if set(range(BOOK_SEEDS)) <= set(seeds) else [])
         configs.update((c.name, c) for c in grid_configs(study, scale, [
             s for s in seeds if s in SETTING_SEEDS]))
@@ -277,7 +282,6 @@ def book_configs(scale: str, seeds: Iterable[int], final_schedule: str | None = 
 # long as centerness trains), then the successors, the sensitivity sweeps and the head-offset dial.
 # The setting page's studies (candidate sets, learning-rate sweeps, the random rows of the init
 # comparison) stay at random init.
-PRETRAINED = {"pretrained": True}
 IUR_FROM_START = {"label": "FCOS− + IUR from epoch 0", "detector": FCOS_MINUS,
                   "set": {"iur": True, "mlc_start_epoch": 0}, "paper": "iur"}
 
