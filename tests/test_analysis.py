@@ -637,7 +637,7 @@ def test_pretrained_or_random_init_side_by_side():
                             {"label": "FCOS− + ML + IUR", "detector": "fcos_minus",
                              "set": {"ml": True, "iur": True}}])
     assert [r["label"] for r in grid][:2] == ["FCOS− (random)", "FCOS− (pretrained)"]
-    assert grid[1]["set"] == {"pretrained": True} and grid[0]["set"] == {}
+    assert grid[1]["set"] == {"pretrained": True} and grid[0]["set"] == {"pretrained": False}
     runs = []
     for s in range(4):
         runs.append(_run("fcos_minus", s, {"AP": [30.0, 36.0, 35.0, 37.0][s], "divergence": {"mean": 0.5}}))
@@ -830,3 +830,36 @@ def test_the_pretrained_stage_is_read_only_when_whole_and_stands_beside_random_i
     claim_rows = whole[whole["claim"] != ""].set_index("claim")["pretrained, confirmatory stage"]
     assert claim_rows[f"3. {claims.TITLES[3]}"] == "held"
     assert claim_rows[f"1. {claims.TITLES[1]}"] == "not fixed yet"
+
+
+def test_the_pretrained_scorecard_decides_a_claim_on_its_whole_stage_alone(monkeypatch):
+    """claims.pretrained_scorecard: claim 3's stage (seeds 7-9) gives no verdict while a run is
+    missing (the pilot's interval and the stage's progress shown), and once whole its verdict is
+    the stage's alone, the pilot's interval after it; a claim whose plan is over the limit reads
+    inconclusive without a stage, a claim with no plan waits."""
+    monkeypatch.setattr(claims, "CONFIRMING", {3: {"seeds": 3, "needed": 3, "fixed": "2026-12-08",
+                                                   "planned": "the pilot"},
+                                               1: {"seeds": 0, "needed": 57, "fixed": "2026-12-08",
+                                                   "planned": "the pilot"}})
+
+    def iur(seed: int, gain: float) -> dict:  # rescoring beats IoU-NMS by gain + 0-0.1
+        return _run("fcos_minus", seed, {"AP": 40.0 + gain + seed % 2 / 10, "iou_nms": {"AP": 40.0}},
+                    iur=True, pretrained=True)
+
+    pilot, stage = [iur(s, -0.3) for s in range(7)], [iur(s, 3.0) for s in (7, 8, 9)]
+    partial = [*stage[:2], {**stage[2], "record": None}]
+    waiting = claims.pretrained_scorecard(pilot, [], partial)
+    claim3 = waiting.loc[f"3. {claims.TITLES[3]}"]
+    assert claim3["verdict"] == claims.NOT_YET
+    assert claim3["evidence"].startswith("Pilot, no verdict: AP rescoring − IoU-NMS -0.3 [")
+    assert "seeds 7-9, fixed 2026-12-08): 2 of 3 runs done" in claim3["evidence"]
+    assert waiting.loc[f"1. {claims.TITLES[1]}", "verdict"] == stats.INCONCLUSIVE
+    assert "would need 57 seeds" in waiting.loc[f"1. {claims.TITLES[1]}", "evidence"]
+    assert waiting.loc[f"2. {claims.TITLES[2]}", "verdict"] == claims.NOT_YET
+    parts = claims.pretrained_parts(pilot, [], partial)
+    assert set(parts[parts["claim"] == 3]["verdict"]) == {claims.NOT_YET}
+    whole = claims.pretrained_scorecard(pilot, [], stage).loc[f"3. {claims.TITLES[3]}"]
+    assert whole["verdict"] == stats.HELD  # the pilot, below 0, is not read
+    assert whole["evidence"].startswith("on 3 fresh seeds (7-9), fixed 2026-12-08 by the pilot: "
+                                        "AP rescoring − IoU-NMS +3.1 [")
+    assert ". Pilot, no verdict: AP rescoring − IoU-NMS -0.3 [" in whole["evidence"]

@@ -49,7 +49,7 @@ from mlc.analysis.stats import (
     verdict,
 )
 from mlc.analysis.tables import method_points, one_machine, paper_table, per_seed
-from mlc.config import make_config
+from mlc.config import SCHEDULES, make_config
 
 POINTS, CORRELATION = BANDS["points"], BANDS["correlation"]
 NAMES = {FCOS_MINUS: "FCOS−", RETINANET: "RetinaNet"}  # the detectors as the evidence names them
@@ -429,12 +429,17 @@ def _stage_status(claim: int, stage_runs: list[dict]) -> tuple[str, str]:
     committed = CONFIRMING.get(claim)
     if committed is None:
         return "not fixed yet", "0 of 0"
-    fresh = range(BOOK_SEEDS, BOOK_SEEDS + committed["seeds"])
+    fresh = _fresh_seeds(claim)
     runs = [r for r in stage_runs if r["config"].seed in fresh and _in_stage(claim, r)]
     done = f"{sum(r['record'] is not None for r in runs)} of {len(runs)}"
     if not fresh:
         return f"not run: inconclusive, would need {committed['needed'] or 'more than 100'} seeds", done
     return f"seeds {fresh.start}-{fresh.stop - 1}", done
+
+
+def _fresh_seeds(claim: int) -> range:
+    """The fresh seeds of a claim's committed confirmatory stage (empty when it is not run)."""
+    return range(BOOK_SEEDS, BOOK_SEEDS + CONFIRMING.get(claim, {}).get("seeds", 0))
 
 
 def _in_stage(claim: int, run: dict) -> bool:
@@ -450,13 +455,78 @@ def stage_parts(runs: list[dict], final_runs: list[dict]) -> dict[int, pd.DataFr
     whole, never while it is still training."""
     out = {}
     for claim in sorted(CONFIRMING):
-        fresh = range(BOOK_SEEDS, BOOK_SEEDS + CONFIRMING[claim]["seeds"])
+        fresh = _fresh_seeds(claim)
         mine = [r for r in (*runs, *final_runs) if r["config"].seed in fresh and _in_stage(claim, r)]
         expected = len(fresh) * len(STAGE_ROWS[claim])
         if fresh and len(mine) == expected and all(r["record"] is not None for r in mine):
             parts = claim_parts(runs, final_runs, seeds=fresh, specs=pretrained_specs())
             out[claim] = parts[parts["claim"] == claim]
     return out
+
+
+# A claim of the pretrained book whose confirmatory stage has not finished: its pilot is shown,
+# and no verdict is read until every run of the stage is in.
+NOT_YET = "no verdict yet"
+
+
+def _split_schedules(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(runs on the ablation schedule, Table 5's 24-epoch runs) of `runs`."""
+    final = [r for r in runs if r["config"].schedule == "final"]
+    return [r for r in runs if r["config"].schedule != "final"], final
+
+
+def pretrained_parts(runs: list[dict], final_runs: list[dict], stage_runs: list[dict] = ()
+                     ) -> pd.DataFrame:
+    """Claims 1-6's parts on the pretrained book (claim_parts' columns): a claim whose
+    confirmatory stage (grids.CONFIRMING) has every run in `stage_runs` reads that stage alone;
+    any other shows its pilot (seeds 0-6 of `runs`, `final_runs`) with no verdict: NOT_YET
+    while its stage trains, inconclusive where the stage is over the limit and not run."""
+    stage_ablation, stage_final = _split_schedules(list(stage_runs))
+    stages = stage_parts([*runs, *stage_ablation], [*final_runs, *stage_final])
+    pilot = claim_parts(runs, final_runs, seeds=range(BOOK_SEEDS), specs=pretrained_specs())
+    out = []
+    for claim in range(1, 7):
+        if claim in stages:
+            out.append(stages[claim])
+            continue
+        group = pilot[pilot["claim"] == claim].copy()
+        group["verdict"] = INCONCLUSIVE if claim in CONFIRMING and not _fresh_seeds(claim) else NOT_YET
+        out.append(group)
+    return pd.concat(out, ignore_index=True)
+
+
+def pretrained_scorecard(runs: list[dict], final_runs: list[dict], stage_runs: list[dict] = ()
+                         ) -> pd.DataFrame:
+    """The seven claims on the pretrained book, as the scorecard words them: each of claims 1-6
+    decided by its confirmatory stage alone, once the stage is whole (one look: no error rate to
+    add up, and claim 2 on its like-for-like row), the pilot's intervals on seeds 0-6 after it
+    (they planned the stage and give no verdict); claim 7 on the pilot's methods."""
+    parts = pretrained_parts(runs, final_runs, stage_runs)
+    pilot = claim_parts(runs, final_runs, seeds=range(BOOK_SEEDS), specs=pretrained_specs())
+    rows = []
+    for claim in range(1, 7):
+        group = parts[parts["claim"] == claim]
+        shown = "; ".join(f"{p['part']} {_interval_text(p)}"
+                          for _, p in pilot[pilot["claim"] == claim].iterrows())
+        where, done = _stage_status(claim, stage_runs)
+        plan = CONFIRMING.get(claim)
+        if plan is None or not _fresh_seeds(claim):
+            text = f"Pilot, no verdict: {shown}. Confirmatory stage {where}"
+        elif set(group["verdict"]) == {NOT_YET}:
+            text = (f"Pilot, no verdict: {shown}. Confirmatory stage ({where}, fixed "
+                    f"{plan['fixed']}): {done} runs done; read once all are in")
+        else:
+            seeds = _fresh_seeds(claim)
+            text = (f"on {len(seeds)} fresh seeds ({seeds.start}-{seeds.stop - 1}), fixed "
+                    f"{plan['fixed']} by {plan['planned']}: "
+                    + "; ".join(_part_text(p) for _, p in group.iterrows())
+                    + f". Pilot, no verdict: {shown}")
+        verdict = NOT_YET if set(group["verdict"]) == {NOT_YET} else claim_verdict(claim, parts)
+        rows.append((f"{claim}. {TITLES[claim]}", text, verdict))
+    tables_rows = [r for r in _on_seeds(runs, range(BOOK_SEEDS))  # Tables 1-2's methods only
+                   if r["config"].mlc_start_epoch == SCHEDULES[r["config"].schedule].mlc_start_epoch]
+    rows.append((f"7. {TITLES[7]}", *_correlation_tracks_ap(tables_rows)))
+    return pd.DataFrame(rows, columns=["claim", "evidence", "verdict"]).set_index("claim")
 
 
 def init_scorecards(random_parts: pd.DataFrame, pilot_parts: pd.DataFrame,
