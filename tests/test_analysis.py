@@ -851,7 +851,7 @@ def test_the_pretrained_scorecard_decides_a_claim_on_its_whole_stage_alone(monke
     waiting = claims.pretrained_scorecard(pilot, [], partial)
     claim3 = waiting.loc[f"3. {claims.TITLES[3]}"]
     assert claim3["verdict"] == claims.NOT_YET
-    assert claim3["evidence"].startswith("Pilot, no verdict: AP rescoring − IoU-NMS -0.3 [")
+    assert claim3["evidence"].startswith("Pilot (seeds 0-6), no verdict: AP rescoring − IoU-NMS -0.3 [")
     assert "seeds 7-9, fixed 2026-12-08): 2 of 3 runs done" in claim3["evidence"]
     assert waiting.loc[f"1. {claims.TITLES[1]}", "verdict"] == stats.INCONCLUSIVE
     assert "would need 57 seeds" in waiting.loc[f"1. {claims.TITLES[1]}", "evidence"]
@@ -862,4 +862,4 @@ def test_the_pretrained_scorecard_decides_a_claim_on_its_whole_stage_alone(monke
     assert whole["verdict"] == stats.HELD  # the pilot, below 0, is not read
     assert whole["evidence"].startswith("on 3 fresh seeds (7-9), fixed 2026-12-08 by the pilot: "
                                         "AP rescoring − IoU-NMS +3.1 [")
-    assert ". Pilot, no verdict: AP rescoring − IoU-NMS -0.3 [" in whole["evidence"]
+    assert ". Pilot (seeds 0-6), no verdict: AP rescoring − IoU-NMS -0.3 [" in whole["evidence"]

@@ -5,7 +5,8 @@ part is, contradicted when a part below 0 survives Holm's correction across its 
 also sets its gain, in % of its baseline, against the paper's.
 
 `claim_parts` is the table of parts (the scorecard figure and the README read it); `scorecard`
-words it, one line per claim.
+words it, one line per claim. The pretrained book reads each claim once, on its one confirmatory
+stage (grids.CONFIRMING) when the stage is whole: `pretrained_parts` and `pretrained_scorecard`.
 """
 
 from __future__ import annotations
@@ -503,24 +504,24 @@ def pretrained_scorecard(runs: list[dict], final_runs: list[dict], stage_runs: l
     (they planned the stage and give no verdict); claim 7 on the pilot's methods."""
     parts = pretrained_parts(runs, final_runs, stage_runs)
     pilot = claim_parts(runs, final_runs, seeds=range(BOOK_SEEDS), specs=pretrained_specs())
-    rows = []
+    said, rows = f"Pilot (seeds 0-{BOOK_SEEDS - 1}), no verdict", []
     for claim in range(1, 7):
         group = parts[parts["claim"] == claim]
-        shown = "; ".join(f"{p['part']} {_interval_text(p)}"
+        shown = "; ".join(f"{p['part']} {_interval_text(p, seeds=False)}"
                           for _, p in pilot[pilot["claim"] == claim].iterrows())
         where, done = _stage_status(claim, stage_runs)
         plan = CONFIRMING.get(claim)
         if plan is None or not _fresh_seeds(claim):
-            text = f"Pilot, no verdict: {shown}. Confirmatory stage {where}"
+            text = f"{said}: {shown}. Confirmatory stage {where}"
         elif set(group["verdict"]) == {NOT_YET}:
-            text = (f"Pilot, no verdict: {shown}. Confirmatory stage ({where}, fixed "
+            text = (f"{said}: {shown}. Confirmatory stage ({where}, fixed "
                     f"{plan['fixed']}): {done} runs done; read once all are in")
         else:
             seeds = _fresh_seeds(claim)
             text = (f"on {len(seeds)} fresh seeds ({seeds.start}-{seeds.stop - 1}), fixed "
                     f"{plan['fixed']} by {plan['planned']}: "
                     + "; ".join(_part_text(p) for _, p in group.iterrows())
-                    + f". Pilot, no verdict: {shown}")
+                    + f". {said}: {shown}")
         verdict = NOT_YET if set(group["verdict"]) == {NOT_YET} else claim_verdict(claim, parts)
         rows.append((f"{claim}. {TITLES[claim]}", text, verdict))
     tables_rows = [r for r in _on_seeds(runs, range(BOOK_SEEDS))  # Tables 1-2's methods only
@@ -557,12 +558,12 @@ def init_scorecards(random_parts: pd.DataFrame, pilot_parts: pd.DataFrame,
     return pd.DataFrame(rows)
 
 
-def _interval_text(part: pd.Series) -> str:
-    """A part's mean difference and 95% interval, with its seeds."""
+def _interval_text(part: pd.Series, seeds: bool = True) -> str:
+    """A part's mean difference and 95% interval, with its seeds unless `seeds` is False."""
     digits = 2 if part["unit"] == "correlation" else 1
     diff = None if pd.isna(part["mean"]) else {
         k: None if part[k] is None or pd.isna(part[k]) else part[k] for k in ("mean", "lo", "hi")}
-    return format_interval(diff, digits) + (f", seeds {part['seeds']}" if part["seeds"] else "")
+    return format_interval(diff, digits) + (f", seeds {part['seeds']}" if seeds and part["seeds"] else "")
 
 
 def judged_points(points: pd.DataFrame) -> pd.DataFrame:
