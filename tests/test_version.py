@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import shutil
 
 import pytest
@@ -83,3 +85,29 @@ def test_the_validation_set_size_is_not_in_the_run_name(monkeypatch):
     assert cfg.name == name
     monkeypatch.setitem(SCALES, "shapes", replace(shapes, shapes=replace(shapes.shapes, num_train=7)))
     assert cfg.name != name
+
+
+def test_renaming_records_after_a_code_change_carries_their_figure_data(tmp_path, monkeypatch):
+    """tools/rename_records.py: a record named under other code moves to its config's current
+    name, keeps the name and version it was trained as, and takes its figure data with it (the
+    figures' own folder is not read as records); a second pass renames nothing."""
+    path = PACKAGE.parent / "tools" / "rename_records.py"
+    spec = importlib.util.spec_from_file_location("rename_records", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = make_config("fcos_minus", "smoke")
+    monkeypatch.setattr("mlc.version.code_version", lambda: "00000000")
+    old = cfg.name
+    monkeypatch.undo()
+    folder = tmp_path / "results" / "smoke"
+    (folder / "figures").mkdir(parents=True)
+    record = {"name": old, "config": cfg.to_json(), "provenance": {"code_version": "00000000"}}
+    (folder / f"{old}.json").write_text(json.dumps(record))
+    (folder / "figures" / f"{old}.json").write_text(json.dumps({"version": 1, "run": old}))
+    assert tool.rename(tmp_path / "results", tmp_path / "runs", dry_run=False) == 1
+    moved = json.loads((folder / f"{cfg.name}.json").read_text())
+    assert moved["name"] == cfg.name and moved["provenance"]["code_version"] == code_version()
+    assert moved["provenance"]["trained_as"] == {"name": old, "code_version": "00000000"}
+    assert json.loads((folder / "figures" / f"{cfg.name}.json").read_text())["run"] == cfg.name
+    assert not (folder / f"{old}.json").exists() and not (folder / "figures" / f"{old}.json").exists()
+    assert tool.rename(tmp_path / "results", tmp_path / "runs", dry_run=False) == 0

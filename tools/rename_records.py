@@ -1,4 +1,5 @@
-"""Rename committed records (and their run folders) to their configs' names under the current code.
+"""Rename committed records (their run folders and figure data with them) to their configs' names
+under the current code.
 
 A run's name carries the training code's version, so any change to that code renames every run.
 Where the change leaves a config's computation as it was (a new option off by default, a new
@@ -26,7 +27,7 @@ from mlc.version import code_version
 def rename(results: Path, runs: Path, dry_run: bool) -> int:
     """Rename every record under `results` whose name is not its config's; returns the count."""
     count = 0
-    for path in sorted(results.rglob("*.json")):
+    for path in sorted(p for p in results.rglob("*.json") if "figures" not in p.parts):
         record = json.loads(path.read_text())
         if not isinstance(record, dict) or "config" not in record or "name" not in record:
             continue
@@ -43,6 +44,12 @@ def rename(results: Path, runs: Path, dry_run: bool) -> int:
         old_name, record["name"] = record["name"], cfg.name
         atomic_write_text(path.with_name(f"{cfg.name}.json"), json.dumps(record, indent=1))
         path.unlink()
+        figure = path.parent / "figures" / f"{old_name}.json"
+        if figure.is_file():  # the run's figure data (mlc.figures) goes with it
+            data = json.loads(figure.read_text())
+            data["run"] = cfg.name
+            atomic_write_text(figure.with_name(f"{cfg.name}.json"), json.dumps(data, indent=1))
+            figure.unlink()
         run_dir = runs / path.parent.relative_to(results) / old_name
         if run_dir.is_dir():
             os.replace(run_dir, run_dir.with_name(cfg.name))
